@@ -1,0 +1,32 @@
+"""jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
+
+from jaxattr import baselines, engine, filters, quadrature
+from jaxattr.base import Attribution
+from jaxattr.batching import attribute
+from jaxattr.methods import (
+    NT_TYPES,
+    input_x_gradient,
+    integrated_gradients,
+    noise_tunnel,
+    saliency,
+)
+from jaxattr.targets import OUTPUTS, from_flax, scalar_output
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NT_TYPES",
+    "OUTPUTS",
+    "Attribution",
+    "attribute",
+    "baselines",
+    "engine",
+    "filters",
+    "from_flax",
+    "input_x_gradient",
+    "integrated_gradients",
+    "noise_tunnel",
+    "quadrature",
+    "saliency",
+    "scalar_output",
+]

@@ -1,0 +1,91 @@
+"""`attribute`: any method over a batch of examples and targets, by `jax.vmap`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxattr import _checks, targets
+from jaxattr.base import Attribution
+
+
+def attribute(
+    method: Callable[..., Attribution],
+    model_fn: Callable[[jax.Array], jax.Array],
+    inputs: jax.Array,
+    target=None,
+    *,
+    baselines=None,
+    output: str = "logit",
+    key=None,
+    **method_kwargs,
+) -> Attribution:
+    """Explains a batch: `method` on each example of `inputs`, vmapped.
+
+    Args:
+      method: a jaxattr method, e.g. `jaxattr.integrated_gradients`.
+      model_fn: batched model `[N, ...] -> [N, K]`.
+      inputs: `[N, *example_shape]`.
+      target: `None`, an int for every example, an integer array `[N]`, or a
+        callable on the model outputs `[N, K] -> [N]` such as
+        `lambda z: jnp.argmax(z, -1)`, evaluated once on `inputs`.
+      baselines: `None`, anything a single example accepts (shared by all
+        examples), or an array `[N, *example_shape]` with one baseline per example.
+      output: `"logit"`, `"softmax"` or `"log_softmax"` (static).
+      key: PRNG key for stochastic methods; split into one key per example.
+      **method_kwargs: the method's hyperparameters (e.g. `n_steps`).
+
+    Returns:
+      An `Attribution` whose fields have a leading axis `[N]`.
+    """
+    caller = "attribute"
+    inputs = _checks.check_input(inputs, caller, "inputs")
+    if inputs.ndim < 1:
+        raise ValueError(
+            f"{caller}: inputs must have a leading batch axis; got a scalar."
+        )
+    n = inputs.shape[0]
+    if callable(target):
+        target = target(model_fn(inputs))
+    if target is not None:
+        target = jnp.asarray(target)
+        if target.ndim == 0:
+            target = jnp.broadcast_to(target, (n,))
+        if target.shape != (n,):
+            raise ValueError(
+                f"{caller}: target must be an int or have shape [N] = ({n},); got shape"
+                f" {tuple(target.shape)}."
+            )
+        if not jnp.issubdtype(target.dtype, jnp.integer):
+            raise TypeError(f"{caller}: target must be integer; got {target.dtype}.")
+        if not _checks.is_traced(target):
+            k = jax.eval_shape(model_fn, inputs[:1]).shape[-1]
+            t = np.asarray(target)
+            if t.min() < 0 or t.max() >= k:
+                raise ValueError(
+                    f"{caller}: target must be in [0, {k}) for a model with {k}"
+                    f" outputs; got values in [{t.min()}, {t.max()}]."
+                )
+    per_example_baseline = hasattr(baselines, "shape") and tuple(
+        baselines.shape
+    ) == tuple(inputs.shape)
+    keys = None if key is None else jax.random.split(key, n)
+    if key is not None:
+        _checks.check_key(key, caller, "the method is random")
+    extra = {} if baselines is None else {"baseline": baselines}
+
+    def one(x, t, b, k):
+        f = targets.scalar_output(model_fn, t, output=output)
+        kwargs = dict(method_kwargs, **extra)
+        if per_example_baseline:
+            kwargs["baseline"] = b
+        return method(f, x, key=k, **kwargs)
+
+    b_axis = 0 if per_example_baseline else None
+    b_arg = baselines if per_example_baseline else None
+    return jax.vmap(one, in_axes=(0, 0 if target is not None else None, b_axis, 0))(
+        inputs, target, b_arg, keys
+    )

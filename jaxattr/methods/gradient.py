@@ -1,0 +1,45 @@
+"""Gradient methods: saliency (the input gradient) and input x gradient."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxattr import _checks
+from jaxattr.base import Attribution
+
+
+def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:  # noqa: A002
+    """Gradient of `f` at `x` (Simonyan et al., 2014), Captum's `Saliency`.
+
+    Args:
+      f: maps one example to a scalar.
+      x: one example, e.g. `[H, W, C]`.
+      abs: return `|grad|` (Captum's default) or the signed gradient (static).
+      key: unused; accepted so that every method has the same calling convention.
+
+    Returns:
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+    """
+    x = _checks.check_input(x, "saliency")
+    _checks.check_scalar_fn(f, x, "saliency")
+    value, grad = jax.value_and_grad(f)(x)
+    a = jnp.abs(grad) if abs else grad
+    return Attribution(a, jnp.full((), jnp.nan, value.dtype), {"value": value})
+
+
+def input_x_gradient(f, x, *, key=None) -> Attribution:
+    """`x * grad f(x)` (Shrikumar et al., 2016), Captum's `InputXGradient`.
+
+    Args:
+      f: maps one example to a scalar.
+      x: one example.
+      key: unused; accepted for a uniform calling convention.
+
+    Returns:
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+    """
+    x = _checks.check_input(x, "input_x_gradient")
+    _checks.check_scalar_fn(f, x, "input_x_gradient")
+    value, grad = jax.value_and_grad(f)(x)
+    return Attribution(x * grad, jnp.full((), jnp.nan, value.dtype), {"value": value})
