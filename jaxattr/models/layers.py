@@ -1,0 +1,127 @@
+"""Building blocks shared by the model ports, and the FullGrad bias helper.
+
+Every layer that adds a bias (a convolution or dense layer with a bias, and every eval-mode
+BatchNorm, whose effective bias is ``beta - mean * gamma / sqrt(var + eps)``) is followed by
+``self.perturb(f"{name}.out", y)``. The perturbation is a no-op in a plain ``apply``; to get
+the gradient of a target at the output of each bias layer (what FullGrad needs), initialise the
+``perturbations`` collection (``module.apply(variables, x, mutable=["perturbations"])`` gives
+zeros of the right shapes) and differentiate with respect to it. :func:`bias_terms` returns the
+matching bias vectors in a tree of the same structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["adaptive_avg_pool", "batch_norm", "bias_terms", "conv", "dense", "max_pool"]
+
+PoolFn = Callable[..., jax.Array]
+ActFn = Callable[[jax.Array], jax.Array]
+
+#: Suffix of the perturbation that marks the output of a bias-adding layer.
+OUT_SUFFIX = ".out"
+
+
+def max_pool(x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding) -> jax.Array:
+    """Max pooling over ``[N, H, W, C]`` (the default ``pool_fn`` of the ports); pads with -inf."""
+    return nn.max_pool(x, window_shape, strides=strides, padding=padding)
+
+
+def conv(
+    parent: nn.Module,
+    x: jax.Array,
+    name: str,
+    features: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    padding: Any = 0,
+    groups: int = 1,
+    use_bias: bool = False,
+) -> jax.Array:
+    """``[N, H, W, Cin] -> [N, H', W', features]``. ``padding`` is an int (symmetric, as in
+    PyTorch) or ``'SAME'`` (TensorFlow). Must be called inside ``parent``'s compact method."""
+    pad = padding if isinstance(padding, str) else ((padding, padding), (padding, padding))
+    y = nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=pad,
+        feature_group_count=groups,
+        use_bias=use_bias,
+        name=name,
+    )(x)
+    return parent.perturb(name + OUT_SUFFIX, y) if use_bias else y
+
+
+def dense(parent: nn.Module, x: jax.Array, name: str, features: int) -> jax.Array:
+    """``[N, Cin] -> [N, features]``, with bias."""
+    y = nn.Dense(features, name=name)(x)
+    return parent.perturb(name + OUT_SUFFIX, y)
+
+
+def batch_norm(parent: nn.Module, x: jax.Array, name: str, epsilon: float) -> jax.Array:
+    """Eval-mode BatchNorm over the last axis (running statistics), ``[..., C] -> [..., C]``."""
+    y = nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=epsilon, name=name)(x)
+    return parent.perturb(name + OUT_SUFFIX, y)
+
+
+def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """``[size_out, size_in]`` averaging matrix of PyTorch's adaptive average pooling."""
+    m = np.zeros((size_out, size_in), np.float32)
+    for i in range(size_out):
+        start = (i * size_in) // size_out
+        end = -((-(i + 1) * size_in) // size_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
+    """PyTorch's ``AdaptiveAvgPool2d`` on ``[N, H, W, C] -> [N, oh, ow, C]`` (bins
+    ``[floor(i*H/oh), ceil((i+1)*H/oh))``)."""
+    _, h, w, _ = x.shape
+    oh, ow = output_size
+    if (h, w) == (oh, ow):
+        return x
+    ph = jnp.asarray(_pool_matrix(h, oh), x.dtype)
+    pw = jnp.asarray(_pool_matrix(w, ow), x.dtype)
+    return jnp.einsum("ih,jw,nhwc->nijc", ph, pw, x)
+
+
+def bias_terms(
+    variables: Mapping[str, Any], perturbations: Mapping[str, Any], *, bn_epsilon: float
+) -> dict[str, Any]:
+    """Bias vectors ``[C]`` for every ``'<layer>.out'`` entry of ``perturbations``.
+
+    ``perturbations`` is the collection made by ``apply(..., mutable=['perturbations'])``.
+    The result has the same tree structure, with the effective bias of each layer:
+    ``bias`` for a conv/dense layer, ``bias - mean * scale / sqrt(var + bn_epsilon)`` for an
+    eval-mode BatchNorm. FullGrad's bias-gradient of a layer is ``grad_out * bias``.
+    """
+    params = variables["params"]
+    stats = variables.get("batch_stats", {})
+
+    def walk(pert: Mapping[str, Any], p: Mapping[str, Any], s: Mapping[str, Any], where: str):
+        out = {}
+        for key, value in pert.items():
+            if isinstance(value, Mapping):
+                out[key] = walk(value, p[key], s.get(key, {}), f"{where}/{key}")
+                continue
+            if not key.endswith(OUT_SUFFIX):
+                raise ValueError(f"bias_terms: perturbation {where}/{key} does not end in '.out'")
+            layer = key[: -len(OUT_SUFFIX)]
+            lp = p[layer]
+            if "scale" in lp:
+                ls = s[layer]
+                out[key] = lp["bias"] - ls["mean"] * lp["scale"] / jnp.sqrt(ls["var"] + bn_epsilon)
+            else:
+                out[key] = lp["bias"]
+        return out
+
+    return walk(perturbations, params, stats, "")
