@@ -17,8 +17,8 @@ A baseline argument may be: `None` (zeros), one of the names above or `"uniform"
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,8 @@ from jaxattr import _checks, filters
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
 
-class Baseline(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Baseline:
     """A recipe `fn(x, key) -> array of x.shape`; `stochastic` ones need a key."""
 
     fn: Callable[[jax.Array, jax.Array | None], jax.Array]
