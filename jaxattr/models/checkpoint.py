@@ -126,6 +126,9 @@ class _TensorRef:
                 f"tensor of size {self.size}, stride {self.stride}, offset {self.offset} does not "
                 f"fit in storage {self.storage.key!r} of {flat.size} elements"
             )
+        contiguous = tuple(int(np.prod(self.size[i + 1 :])) for i in range(len(self.size)))
+        if self.offset == 0 and self.stride == contiguous and flat.size == int(np.prod(self.size)):
+            return flat.reshape(self.size)
         item = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset :],
@@ -259,7 +262,26 @@ def _unpickle(
     return obj, unpickler
 
 
-def _read_zip(path: str, zf: zipfile.ZipFile) -> Any:
+def _read_array(f: BinaryIO, dtype: np.dtype, numel: int, what: str) -> np.ndarray:
+    """Read ``numel`` elements of ``dtype`` from ``f`` into a new native-order array."""
+    if numel < 0:
+        raise CheckpointError(f"{what}: negative element count {numel}")
+    out = np.empty(numel, dtype=dtype)
+    view = memoryview(out.view(np.uint8))
+    done = 0
+    while done < out.nbytes:
+        n = f.readinto(view[done:])
+        if not n:
+            raise CheckpointError(
+                f"{what} is truncated: expected {out.nbytes} bytes, got {done}"
+            )
+        done += n
+    if not dtype.isnative:
+        out = out.byteswap().view(dtype.newbyteorder("="))
+    return out
+
+
+def _read_zip(path: str, zf: zipfile.ZipFile, raw: BinaryIO | None = None) -> Any:
     names = zf.namelist()
     pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pkl) != 1:
@@ -278,21 +300,28 @@ def _read_zip(path: str, zf: zipfile.ZipFile) -> Any:
     obj, unpickler = _unpickle(io.BytesIO(zf.read(pkl[0])), path, "data.pkl")
     for key, storage in unpickler.storages.items():
         entry = f"{prefix}data/{key}"
-        try:
-            raw = zf.read(entry)
-        except KeyError:
-            raise CheckpointError(
-                f"{path}: storage entry {entry!r} is missing"
-            ) from None
+        if entry not in names:
+            raise CheckpointError(f"{path}: storage entry {entry!r} is missing")
         dtype = storage.dtype.newbyteorder("<" if byteorder == "little" else ">")
-        nbytes = storage.numel * dtype.itemsize
-        if len(raw) < nbytes:
-            raise CheckpointError(
-                f"{path}: storage {key!r} is truncated: expected {nbytes} bytes, got {len(raw)}"
-            )
-        storage.array = np.frombuffer(raw, dtype=dtype, count=storage.numel).astype(
-            storage.dtype.newbyteorder("=")
-        )
+        what = f"{path}: storage {key!r}"
+        info = zf.getinfo(entry)
+        if info.compress_type == zipfile.ZIP_STORED and raw is not None:
+            # torch.save stores entries uncompressed: read the bytes in place (no CRC pass).
+            raw.seek(info.header_offset)
+            header = raw.read(30)
+            if len(header) < 30 or header[:4] != b"PK\x03\x04":
+                raise CheckpointError(f"{what}: bad local zip header")
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            raw.seek(info.header_offset + 30 + name_len + extra_len)
+            if info.file_size < storage.numel * dtype.itemsize:
+                raise CheckpointError(
+                    f"{what} is truncated: expected {storage.numel * dtype.itemsize} bytes, "
+                    f"got {info.file_size}"
+                )
+            storage.array = _read_array(raw, dtype, storage.numel, what)
+        else:
+            with zf.open(entry) as fh:
+                storage.array = _read_array(fh, dtype, storage.numel, what)
     return _materialise(obj)
 
 
@@ -341,15 +370,7 @@ def _read_legacy(path: str, f: BinaryIO) -> Any:
                 f"{path}: storage {key!r} should hold {storage.numel} elements, header says {numel}"
             )
         dtype = storage.dtype.newbyteorder("<" if little else ">")
-        nbytes = numel * dtype.itemsize
-        raw = f.read(nbytes)
-        if len(raw) < nbytes:
-            raise CheckpointError(
-                f"{path}: storage {key!r} is truncated: expected {nbytes} bytes, got {len(raw)}"
-            )
-        storage.array = np.frombuffer(raw, dtype=dtype).astype(
-            storage.dtype.newbyteorder("=")
-        )
+        storage.array = _read_array(f, dtype, numel, f"{path}: storage {key!r}")
     return _materialise(obj)
 
 
@@ -373,7 +394,7 @@ def read_torch(path: str | os.PathLike) -> Any:
                 ) from e
             with zf:
                 try:
-                    return _read_zip(path, zf)
+                    return _read_zip(path, zf, f)
                 except (zipfile.BadZipFile, EOFError, OSError, struct.error) as e:
                     raise CheckpointError(
                         f"{path}: corrupt or truncated zip checkpoint: {type(e).__name__}: {e}"
