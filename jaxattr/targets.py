@@ -66,8 +66,12 @@ def _select(outputs: jax.Array, target, caller: str) -> jax.Array:
             f" {tuple(outputs.shape)}."
         )
     _check_target_value(target, outputs.shape[0], caller)
-    # A traced target out of range gives NaN rather than a clamped, wrong class.
-    return jnp.take(outputs, target, mode="fill", fill_value=jnp.nan)
+    # A traced target out of range gives NaN values and gradients rather than a
+    # clamped, wrong class.
+    k = outputs.shape[0]
+    valid = (target >= 0) & (target < k)
+    picked = jnp.take(outputs, jnp.clip(target, 0, k - 1))
+    return picked * jnp.where(valid, 1.0, jnp.nan).astype(outputs.dtype)
 
 
 def scalar_output(
