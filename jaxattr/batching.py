@@ -16,6 +16,7 @@ def attribute(
     method: Callable[..., Attribution],
     model_fn: Callable[[jax.Array], jax.Array],
     inputs: jax.Array,
+    /,
     target=None,
     *,
     baselines=None,
@@ -36,7 +37,8 @@ def attribute(
         examples), or an array `[N, *example_shape]` with one baseline per example.
       output: `"logit"`, `"softmax"` or `"log_softmax"` (static).
       key: PRNG key for stochastic methods; split into one key per example.
-      **method_kwargs: the method's hyperparameters (e.g. `n_steps`).
+      **method_kwargs: the method's hyperparameters (e.g. `n_steps`, or IG's
+        quadrature `method=`; the first three arguments are positional-only).
 
     Returns:
       An `Attribution` whose fields have a leading axis `[N]`.

@@ -122,3 +122,20 @@ def test_inner_random_baseline_gets_a_key_per_sample():
             noise=jnp.zeros((2, 4)),
             nt_samples=2,
         )
+
+
+def test_inner_quadrature_method_keyword_reaches_integrated_gradients():
+    f = lambda x: jnp.sum(x**2)
+    x = jnp.array([1.0, 2.0])
+    noise = jnp.zeros((2, 2))
+    left = jaxattr.noise_tunnel(
+        jaxattr.integrated_gradients,
+        f,
+        x,
+        noise=noise,
+        nt_samples=2,
+        n_steps=4,
+        method="riemann_left",
+    )
+    # Left Riemann on sum(x^2) from 0 gives x^2 * (1 - 1/n) with zero noise.
+    np.testing.assert_allclose(left.attributions, x**2 * 0.75, rtol=1e-6)

@@ -24,6 +24,7 @@ def noise_tunnel(
     method: Callable[..., Attribution],
     f,
     x,
+    /,
     *args,
     key=None,
     nt_type: str = "smoothgrad",
@@ -56,7 +57,8 @@ def noise_tunnel(
         of drawing from `key` (common random numbers across methods, or parity
         with another library); they are scaled by the noise level.
       nt_samples_batch_size: noisy samples per chunk (static); `None` runs all.
-      **method_kwargs: keyword arguments of `method` (e.g. `n_steps`).
+      **method_kwargs: keyword arguments of `method` (e.g. `n_steps`, or IG's
+        quadrature `method=`; the first three arguments are positional-only).
 
     Returns:
       `Attribution` with the smoothed `attributions [*x.shape]`, `delta
