@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxattr.models import checkpoint, convert, efficientnet, layers, resnet, vgg, weights
 from jaxattr.models.checkpoint import CheckpointError, load_state_dict, read_torch
@@ -161,8 +162,11 @@ class Model(NamedTuple):
     """A loaded classifier.
 
     ``fn(x)``: pixels ``[N, H, W, 3]`` in [0, 1] -> logits ``[N, num_classes]`` (normalisation
-    inside, variables closed over). ``apply(variables, x)`` is the same with explicit
-    variables (pass them traced to avoid recompiling for new weights).
+    inside). ``fn`` is a :class:`jax.tree_util.Partial` of ``apply`` and ``variables``, so it
+    is a pytree: passed as an argument to a jitted function its weights are traced, not baked
+    in. ``apply(variables, x)`` is the same with explicit variables. Prefer
+    ``jax.jit(model.apply)(model.variables, x)`` to ``jax.jit(model.fn)(x)``: the latter embeds
+    the weights as constants, which compiles slowly for large models.
     """
 
     fn: Callable[[jax.Array], jax.Array]
@@ -206,6 +210,24 @@ def _resolve_weights(
     return load_state_dict(weights_arg)
 
 
+def _random_variables(template: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """He-normal kernels (``std = sqrt(2 / fan_in)``) from ``numpy`` with ``seed``, zero biases,
+    BatchNorm as identity (scale 1, bias 0, mean 0, var 1). Much faster than a jitted
+    ``module.init`` on CPU, whose compilation takes seconds."""
+    rng = np.random.default_rng(seed)
+
+    def init(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            return rng.standard_normal(leaf.shape, np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        if name in ("scale", "var"):
+            return np.ones(leaf.shape, np.float32)
+        return np.zeros(leaf.shape, np.float32)
+
+    return jax.tree_util.tree_map_with_path(init, dict(template))
+
+
 def load(
     name: str,
     weights: Any = "default",
@@ -221,8 +243,8 @@ def load(
     published URL, fetched into ``cache_dir``), a path to a ``.pth``/``.th``/``.pt``/``.npz``
     file, an ``http(s)://`` or ``file://`` URL (checked against ``sha256``, or the hash prefix
     in its file name), a state dict ``{torch_name: array}``, Flax variables
-    (``{'params': ..., 'batch_stats': ...}``), or ``'random'``/``None`` (random init from
-    ``seed``). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``, ``pool_fn=``).
+    (``{'params': ..., 'batch_stats': ...}``), or ``'random'``/``None`` (He-normal kernels
+    from ``seed``, zero biases, identity BatchNorm). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``, ``pool_fn=``).
     An unknown ``name`` raises ``ValueError`` listing the known names.
     """
     if name not in MODELS:
@@ -234,8 +256,7 @@ def load(
     template = {k: v for k, v in template.items() if k in ("params", "batch_stats")}
     state = _resolve_weights(name, spec, weights, cache_dir, sha256)
     if state is None:
-        variables = module.init(jax.random.key(seed), jnp.zeros((1, h, w, 3)))
-        variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+        variables = _random_variables(template, seed)
     elif "params" in state and isinstance(state["params"], Mapping):
         variables = torch_to_flax(flax_to_torch(state, flatten_nchw=spec.flatten_nchw), template,
                                   flatten_nchw=spec.flatten_nchw)
@@ -253,7 +274,7 @@ def load(
 
     classes = imagenet_class_names() if spec.dataset == "imagenet" else CIFAR10_CLASSES
     return Model(
-        fn=functools.partial(apply, variables),
+        fn=jax.tree_util.Partial(apply, variables),
         apply=apply,
         module=module,
         variables=variables,

@@ -13,5 +13,7 @@ def asset(*parts: str) -> Path:
     """Path of a file in ``../shared/assets``; skips the test with a reason when absent."""
     path = ASSETS.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared asset not found: {path} (the shared/ folder sits beside the repo root)")
+        pytest.skip(
+            f"shared asset not found: {path} (the shared/ folder sits beside the repo root)"
+        )
     return path

