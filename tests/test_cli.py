@@ -1,0 +1,101 @@
+"""`jaxattr explain`, end to end on small inputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxattr import cli
+
+FAST = [
+    "--model",
+    "cifar_resnet20",
+    "--weights",
+    "random",
+    "--n-steps",
+    "4",
+    "--batch-size",
+    "2",
+]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+            folder / name
+        )
+    return folder
+
+
+def read_rows(out):
+    with open(out / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_explain_writes_figures_and_rows_then_resumes(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["explain", str(photos), "--out", str(out), *FAST]) == 0
+    rows = read_rows(out)
+    assert [r["file"].split("/")[-1] for r in rows] == ["a.png", "b.jpg"]
+    for r in rows:
+        assert (out / r["figure"]).stat().st_size > 0
+        assert 0 <= int(r["predicted_index"]) < 10
+        assert 0 < float(r["probability"]) <= 1
+        assert np.isfinite(float(r["delta"]))
+        assert r["n_steps"] == "4" and r["rule"] == "gausslegendre"
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert (
+        json.loads((out / "results.jsonl").read_text().splitlines()[0])["file"]
+        == rows[0]["file"]
+    )
+    # A second run with the same settings finds everything done.
+    assert cli.main(["explain", str(photos), "--out", str(out), *FAST]) == 0
+    assert len(read_rows(out)) == 2
+    assert "2 of 2 images already done" in capsys.readouterr().err
+    # Changed settings are new rows.
+    assert (
+        cli.main(
+            [
+                "explain",
+                str(photos / "a.png"),
+                "--out",
+                str(out),
+                "--method",
+                "saliency",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert [r["method"] for r in read_rows(out)] == ["integrated_gradients"] * 2 + [
+        "saliency"
+    ]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, photos, capsys):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg at all")
+    cases = [
+        [str(tmp_path / "missing.png")],
+        [str(corrupt)],
+        [str(photos), str(corrupt)],
+        [str(photos), "--target", "10"],
+        [str(photos), "--target", "cat"],
+        [str(photos), "--n-steps", "0"],
+    ]
+    for i, extra in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        assert cli.main(["explain", "--out", str(out), *FAST, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("jaxattr explain: error:") and "\n" not in err, err
+        assert not out.exists()
+    assert (
+        cli.main(["explain", "--out", str(tmp_path / "o"), "--model", "resnet7"]) == 2
+    )
+    assert "known names" in capsys.readouterr().err
