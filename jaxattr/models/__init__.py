@@ -23,7 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr.models import checkpoint, convert, efficientnet, layers, resnet, vgg, weights
+from jaxattr.models import (
+    checkpoint,
+    convert,
+    efficientnet,
+    layers,
+    resnet,
+    vgg,
+    weights,
+)
 from jaxattr.models.checkpoint import CheckpointError, load_state_dict, read_torch
 from jaxattr.models.convert import flax_to_torch, torch_to_flax
 from jaxattr.models.layers import bias_terms
@@ -55,7 +63,16 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 
@@ -63,11 +80,21 @@ CIFAR10_CLASSES = (
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in the standard (sorted WordNet id) order, as short
     names (first WordNet synonym, spaces as underscores: ``'espresso'``, ``'tiger_cat'``)."""
-    text = importlib.resources.files(__name__).joinpath("imagenet_classes.tsv").read_text("utf-8")
-    rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
+    text = (
+        importlib.resources.files(__name__)
+        .joinpath("imagenet_classes.tsv")
+        .read_text("utf-8")
+    )
+    rows = [
+        line.split("\t")
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    ]
     names = tuple(r[2] for r in rows[1:])
     if len(names) != 1000:
-        raise RuntimeError(f"imagenet_classes.tsv: expected 1000 classes, found {len(names)}")
+        raise RuntimeError(
+            f"imagenet_classes.tsv: expected 1000 classes, found {len(names)}"
+        )
     return names
 
 
@@ -99,7 +126,9 @@ def _lite0_package_weights() -> str:
 
 
 _TV = "https://download.pytorch.org/models/"
-_AKA = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
+_AKA = (
+    "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
+)
 
 
 class ModelSpec(NamedTuple):
@@ -109,14 +138,19 @@ class ModelSpec(NamedTuple):
     input_size: tuple[int, int]
     dataset: str  # "imagenet" or "cifar10"
     normalise: Callable[[jax.Array], jax.Array]
-    default_weights: str | Callable[[], str] | None  # URL (hash prefix in the name) or path
+    default_weights: (
+        str | Callable[[], str] | None
+    )  # URL (hash prefix in the name) or path
     flatten_nchw: Mapping[str, tuple[int, int, int]] | None = None
 
 
 def _specs() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {
         "efficientnet_lite0": ModelSpec(
-            efficientnet.efficientnet_lite0, (224, 224), "imagenet", _normalise_lite,
+            efficientnet.efficientnet_lite0,
+            (224, 224),
+            "imagenet",
+            _normalise_lite,
             _lite0_package_weights,
         ),
     }
@@ -129,7 +163,11 @@ def _specs() -> dict[str, ModelSpec]:
     }
     for name, file in tv_resnet.items():
         specs[name] = ModelSpec(
-            getattr(resnet, name), (224, 224), "imagenet", _normalise_imagenet, _TV + file
+            getattr(resnet, name),
+            (224, 224),
+            "imagenet",
+            _normalise_imagenet,
+            _TV + file,
         )
     tv_vgg = {
         "vgg11": "vgg11-8a719046.pth",
@@ -143,13 +181,20 @@ def _specs() -> dict[str, ModelSpec]:
     }
     for name, file in tv_vgg.items():
         specs[name] = ModelSpec(
-            getattr(vgg, name), (224, 224), "imagenet", _normalise_imagenet, _TV + file,
+            getattr(vgg, name),
+            (224, 224),
+            "imagenet",
+            _normalise_imagenet,
+            _TV + file,
             vgg.FLATTEN_NCHW,
         )
     aka = {20: "12fca82f", 32: "d509ac18", 44: "014dd654", 56: "4bfd9763"}
     for depth, digest in aka.items():
         specs[f"cifar_resnet{depth}"] = ModelSpec(
-            getattr(resnet, f"cifar_resnet{depth}"), (32, 32), "cifar10", _normalise_imagenet,
+            getattr(resnet, f"cifar_resnet{depth}"),
+            (32, 32),
+            "cifar10",
+            _normalise_imagenet,
             f"{_AKA}resnet{depth}-{digest}.th",
         )
     return specs
@@ -183,7 +228,9 @@ def _resolve_weights(
     name: str, spec: ModelSpec, weights_arg: Any, cache_dir: Any, sha256: str | None
 ) -> Mapping[str, Any] | None:
     """Return a state dict / Flax variables, or None for random initialisation."""
-    if weights_arg is None or (isinstance(weights_arg, str) and weights_arg == "random"):
+    if weights_arg is None or (
+        isinstance(weights_arg, str) and weights_arg == "random"
+    ):
         return None
     if isinstance(weights_arg, Mapping):
         return weights_arg
@@ -192,9 +239,15 @@ def _resolve_weights(
         if callable(source):
             source = source()
         if source is None:
-            raise ValueError(f"load({name!r}): no default weights; pass weights=<path or URL>")
+            raise ValueError(
+                f"load({name!r}): no default weights; pass weights=<path or URL>"
+            )
         weights_arg = source
-    if isinstance(weights_arg, str) and weights_arg.split("://", 1)[0] in ("http", "https", "file"):
+    if isinstance(weights_arg, str) and weights_arg.split("://", 1)[0] in (
+        "http",
+        "https",
+        "file",
+    ):
         weights_arg = weights.fetch(weights_arg, sha256=sha256, cache_dir=cache_dir)
     elif sha256 is not None:
         actual = weights.sha256_file(weights_arg)
@@ -220,7 +273,9 @@ def _random_variables(template: Mapping[str, Any], seed: int) -> dict[str, Any]:
         name = path[-1].key
         if name == "kernel":
             fan_in = int(np.prod(leaf.shape[:-1]))
-            return rng.standard_normal(leaf.shape, np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+            return rng.standard_normal(leaf.shape, np.float32) * np.float32(
+                np.sqrt(2.0 / fan_in)
+            )
         if name in ("scale", "var"):
             return np.ones(leaf.shape, np.float32)
         return np.zeros(leaf.shape, np.float32)
@@ -248,18 +303,25 @@ def load(
     An unknown ``name`` raises ``ValueError`` listing the known names.
     """
     if name not in MODELS:
-        raise ValueError(f"load: unknown model name {name!r}; known names: {', '.join(MODELS)}")
+        raise ValueError(
+            f"load: unknown model name {name!r}; known names: {', '.join(MODELS)}"
+        )
     spec = MODELS[name]
     module = spec.make(**module_kwargs)
     h, w = spec.input_size
-    template = jax.eval_shape(module.init, jax.random.key(seed), jnp.zeros((1, h, w, 3)))
+    template = jax.eval_shape(
+        module.init, jax.random.key(seed), jnp.zeros((1, h, w, 3))
+    )
     template = {k: v for k, v in template.items() if k in ("params", "batch_stats")}
     state = _resolve_weights(name, spec, weights, cache_dir, sha256)
     if state is None:
         variables = _random_variables(template, seed)
     elif "params" in state and isinstance(state["params"], Mapping):
-        variables = torch_to_flax(flax_to_torch(state, flatten_nchw=spec.flatten_nchw), template,
-                                  flatten_nchw=spec.flatten_nchw)
+        variables = torch_to_flax(
+            flax_to_torch(state, flatten_nchw=spec.flatten_nchw),
+            template,
+            flatten_nchw=spec.flatten_nchw,
+        )
     else:
         variables = torch_to_flax(state, template, flatten_nchw=spec.flatten_nchw)
     variables = jax.tree.map(jnp.asarray, variables)

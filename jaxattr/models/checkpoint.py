@@ -117,7 +117,7 @@ class _TensorRef:
             needed = (
                 self.offset
                 + 1
-                + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+                + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
             )
         if any(n == 0 for n in self.size):
             return np.zeros(self.size, flat.dtype)
@@ -126,8 +126,14 @@ class _TensorRef:
                 f"tensor of size {self.size}, stride {self.stride}, offset {self.offset} does not "
                 f"fit in storage {self.storage.key!r} of {flat.size} elements"
             )
-        contiguous = tuple(int(np.prod(self.size[i + 1 :])) for i in range(len(self.size)))
-        if self.offset == 0 and self.stride == contiguous and flat.size == int(np.prod(self.size)):
+        contiguous = tuple(
+            int(np.prod(self.size[i + 1 :])) for i in range(len(self.size))
+        )
+        if (
+            self.offset == 0
+            and self.stride == contiguous
+            and flat.size == int(np.prod(self.size))
+        ):
             return flat.reshape(self.size)
         item = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(

@@ -30,7 +30,9 @@ __all__ = ["flax_to_torch", "torch_to_flax"]
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def _flatten(
+    tree: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], Any]:
     out: dict[tuple[str, ...], Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
@@ -53,7 +55,9 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
 class _Leaf:
     """How one Flax leaf maps to one torch tensor."""
 
-    def __init__(self, collection: str, path: tuple[str, ...], shape: tuple[int, ...], nchw):
+    def __init__(
+        self, collection: str, path: tuple[str, ...], shape: tuple[int, ...], nchw
+    ):
         self.collection, self.path, self.shape = collection, path, tuple(shape)
         module, leaf = path[:-1], path[-1]
         self.module = ".".join(module)
@@ -97,7 +101,11 @@ class _Leaf:
         if self.kind == "dense":
             if self.nchw is not None:
                 c, h, ww = self.nchw
-                w = w.reshape(w.shape[0], c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+                w = (
+                    w.reshape(w.shape[0], c, h, ww)
+                    .transpose(0, 2, 3, 1)
+                    .reshape(w.shape[0], -1)
+                )
             return w.T
         return w
 
@@ -108,7 +116,11 @@ class _Leaf:
             w = v.T
             if self.nchw is not None:
                 c, h, ww = self.nchw
-                w = w.reshape(w.shape[0], h, ww, c).transpose(0, 3, 1, 2).reshape(w.shape[0], -1)
+                w = (
+                    w.reshape(w.shape[0], h, ww, c)
+                    .transpose(0, 3, 1, 2)
+                    .reshape(w.shape[0], -1)
+                )
             return w
         return v
 
@@ -119,7 +131,9 @@ def _leaves(template: Mapping[str, Any], nchw: Mapping[str, Any]) -> list[_Leaf]
         for path, value in _flatten(template.get(collection, {})).items():
             leaves.append(_Leaf(collection, path, np.shape(value), nchw))
     if not leaves:
-        raise ValueError("torch_to_flax: template has no 'params' or 'batch_stats' leaves")
+        raise ValueError(
+            "torch_to_flax: template has no 'params' or 'batch_stats' leaves"
+        )
     return leaves
 
 
@@ -142,14 +156,20 @@ def torch_to_flax(
     used = {leaf.key for leaf in leaves}
     missing = [leaf.key for leaf in leaves if leaf.key not in state_dict]
     extra = [
-        k for k in state_dict if k not in used and not str(k).endswith(_IGNORED_SUFFIXES)
+        k
+        for k in state_dict
+        if k not in used and not str(k).endswith(_IGNORED_SUFFIXES)
     ]
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing keys {missing[:10]}" + (" ..." if len(missing) > 10 else ""))
+            parts.append(
+                f"missing keys {missing[:10]}" + (" ..." if len(missing) > 10 else "")
+            )
         if extra:
-            parts.append(f"unexpected keys {extra[:10]}" + (" ..." if len(extra) > 10 else ""))
+            parts.append(
+                f"unexpected keys {extra[:10]}" + (" ..." if len(extra) > 10 else "")
+            )
         raise ValueError(
             f"torch_to_flax: state_dict does not match the model ({len(missing)} missing, "
             f"{len(extra)} unexpected): " + "; ".join(parts)
@@ -168,8 +188,12 @@ def torch_to_flax(
                 f"{leaf.torch_shape} (torch layout of Flax {leaf.collection}/"
                 f"{'/'.join(leaf.path)} with shape {leaf.shape})"
             )
-        dtype = getattr(template_flat[(leaf.collection, leaf.path)], "dtype", np.float32)
-        out[leaf.collection][leaf.path] = np.ascontiguousarray(leaf.to_flax(value), dtype=dtype)
+        dtype = getattr(
+            template_flat[(leaf.collection, leaf.path)], "dtype", np.float32
+        )
+        out[leaf.collection][leaf.path] = np.ascontiguousarray(
+            leaf.to_flax(value), dtype=dtype
+        )
     result = {"params": _unflatten(out["params"])}
     if out["batch_stats"]:
         result["batch_stats"] = _unflatten(out["batch_stats"])
@@ -190,5 +214,7 @@ def flax_to_torch(
         for p, v in _flatten(variables.get(c, {})).items()
     }
     for leaf in _leaves(variables, flatten_nchw or {}):
-        out[leaf.key] = np.ascontiguousarray(leaf.to_torch(np.asarray(flat[(leaf.collection, leaf.path)])))
+        out[leaf.key] = np.ascontiguousarray(
+            leaf.to_torch(np.asarray(flat[(leaf.collection, leaf.path)]))
+        )
     return out

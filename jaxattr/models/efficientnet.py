@@ -53,8 +53,14 @@ class MBConvBlock(nn.Module):
             y = conv(self, y, "_expand_conv", hidden, 1, padding="SAME")
             y = self.act_fn(batch_norm(self, y, "_bn0", BN_EPS))
         y = conv(
-            self, y, "_depthwise_conv", hidden, self.kernel, stride=self.stride,
-            padding="SAME", groups=hidden,
+            self,
+            y,
+            "_depthwise_conv",
+            hidden,
+            self.kernel,
+            stride=self.stride,
+            padding="SAME",
+            groups=hidden,
         )
         y = self.act_fn(batch_norm(self, y, "_bn1", BN_EPS))
         y = conv(self, y, "_project_conv", self.out_channels, 1, padding="SAME")
@@ -77,14 +83,20 @@ class EfficientNetLite(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"EfficientNetLite: x must be [N, H, W, 3] (NHWC), got shape {x.shape}")
+            raise ValueError(
+                f"EfficientNetLite: x must be [N, H, W, 3] (NHWC), got shape {x.shape}"
+            )
         x = conv(self, x, "_conv_stem", self.stem_channels, 3, stride=2, padding="SAME")
         x = self.act_fn(batch_norm(self, x, "_bn0", BN_EPS))
         i = 0
         for repeats, kernel, stride, expand, out in self.stages:
             for r in range(repeats):
                 x = MBConvBlock(
-                    out, kernel, stride if r == 0 else 1, expand, act_fn=self.act_fn,
+                    out,
+                    kernel,
+                    stride if r == 0 else 1,
+                    expand,
+                    act_fn=self.act_fn,
                     name=f"_blocks.{i}",
                 )(x)
                 i += 1

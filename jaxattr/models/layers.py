@@ -28,7 +28,9 @@ ActFn = Callable[[jax.Array], jax.Array]
 OUT_SUFFIX = ".out"
 
 
-def max_pool(x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding) -> jax.Array:
+def max_pool(
+    x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding
+) -> jax.Array:
     """Max pooling over ``[N, H, W, C]`` (the default ``pool_fn`` of the ports); pads with -inf."""
     return nn.max_pool(x, window_shape, strides=strides, padding=padding)
 
@@ -47,7 +49,11 @@ def conv(
 ) -> jax.Array:
     """``[N, H, W, Cin] -> [N, H', W', features]``. ``padding`` is an int (symmetric, as in
     PyTorch) or ``'SAME'`` (TensorFlow). Must be called inside ``parent``'s compact method."""
-    pad = padding if isinstance(padding, str) else ((padding, padding), (padding, padding))
+    pad = (
+        padding
+        if isinstance(padding, str)
+        else ((padding, padding), (padding, padding))
+    )
     y = nn.Conv(
         features,
         (kernel, kernel),
@@ -68,7 +74,9 @@ def dense(parent: nn.Module, x: jax.Array, name: str, features: int) -> jax.Arra
 
 def batch_norm(parent: nn.Module, x: jax.Array, name: str, epsilon: float) -> jax.Array:
     """Eval-mode BatchNorm over the last axis (running statistics), ``[..., C] -> [..., C]``."""
-    y = nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=epsilon, name=name)(x)
+    y = nn.BatchNorm(
+        use_running_average=True, momentum=0.9, epsilon=epsilon, name=name
+    )(x)
     return parent.perturb(name + OUT_SUFFIX, y)
 
 
@@ -107,19 +115,25 @@ def bias_terms(
     params = variables["params"]
     stats = variables.get("batch_stats", {})
 
-    def walk(pert: Mapping[str, Any], p: Mapping[str, Any], s: Mapping[str, Any], where: str):
+    def walk(
+        pert: Mapping[str, Any], p: Mapping[str, Any], s: Mapping[str, Any], where: str
+    ):
         out = {}
         for key, value in pert.items():
             if isinstance(value, Mapping):
                 out[key] = walk(value, p[key], s.get(key, {}), f"{where}/{key}")
                 continue
             if not key.endswith(OUT_SUFFIX):
-                raise ValueError(f"bias_terms: perturbation {where}/{key} does not end in '.out'")
+                raise ValueError(
+                    f"bias_terms: perturbation {where}/{key} does not end in '.out'"
+                )
             layer = key[: -len(OUT_SUFFIX)]
             lp = p[layer]
             if "scale" in lp:
                 ls = s[layer]
-                out[key] = lp["bias"] - ls["mean"] * lp["scale"] / jnp.sqrt(ls["var"] + bn_epsilon)
+                out[key] = lp["bias"] - ls["mean"] * lp["scale"] / jnp.sqrt(
+                    ls["var"] + bn_epsilon
+                )
             else:
                 out[key] = lp["bias"]
         return out

@@ -85,7 +85,9 @@ class Bottleneck(nn.Module):
         out = batch_norm(self, out, "bn3", BN_EPS)
         identity = x
         if self.downsample:
-            identity = conv(self, x, "downsample.0", self.planes * 4, 1, stride=self.stride)
+            identity = conv(
+                self, x, "downsample.0", self.planes * 4, 1, stride=self.stride
+            )
             identity = batch_norm(self, identity, "downsample.1", BN_EPS)
         return self.act_fn(out + identity)
 
@@ -103,18 +105,30 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"ResNet: x must be [N, H, W, 3] (NHWC), got shape {x.shape}")
+            raise ValueError(
+                f"ResNet: x must be [N, H, W, 3] (NHWC), got shape {x.shape}"
+            )
         if self.block not in ("basic", "bottleneck"):
-            raise ValueError(f"ResNet: block must be 'basic' or 'bottleneck', got {self.block!r}")
+            raise ValueError(
+                f"ResNet: block must be 'basic' or 'bottleneck', got {self.block!r}"
+            )
+        if len(self.layers) != 4:
+            raise ValueError(
+                f"ResNet: layers must give 4 stage depths, got {tuple(self.layers)}"
+            )
         block_cls = BasicBlock if self.block == "basic" else Bottleneck
         x = conv(self, x, "conv1", 64, 7, stride=2, padding=3)
         x = self.act_fn(batch_norm(self, x, "bn1", BN_EPS))
         x = self.pool_fn(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         in_planes = 64
-        for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), self.layers)):
+        for stage, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), self.layers, strict=True)
+        ):
             for i in range(blocks):
                 stride = 2 if (i == 0 and stage > 0) else 1
-                downsample = i == 0 and (stride != 1 or in_planes != planes * block_cls.expansion)
+                downsample = i == 0 and (
+                    stride != 1 or in_planes != planes * block_cls.expansion
+                )
                 x = block_cls(
                     planes,
                     stride=stride,
@@ -172,14 +186,19 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"CifarResNet: x must be [N, H, W, 3] (NHWC), got shape {x.shape}")
+            raise ValueError(
+                f"CifarResNet: x must be [N, H, W, 3] (NHWC), got shape {x.shape}"
+            )
         x = conv(self, x, "conv1", 16, 3, padding=1)
         x = self.act_fn(batch_norm(self, x, "bn1", BN_EPS))
         for stage, planes in enumerate((16, 32, 64)):
             for i in range(self.blocks_per_stage):
                 stride = 2 if (i == 0 and stage > 0) else 1
                 x = CifarBasicBlock(
-                    planes, stride=stride, act_fn=self.act_fn, name=f"layer{stage + 1}.{i}"
+                    planes,
+                    stride=stride,
+                    act_fn=self.act_fn,
+                    name=f"layer{stage + 1}.{i}",
                 )(x)
         x = jnp.mean(x, axis=(1, 2))
         return dense(self, x, "linear", self.num_classes)

@@ -19,10 +19,29 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jaxattr.models.layers import ActFn, PoolFn, adaptive_avg_pool, batch_norm, conv, dense, max_pool
+from jaxattr.models.layers import (
+    ActFn,
+    PoolFn,
+    adaptive_avg_pool,
+    batch_norm,
+    conv,
+    dense,
+    max_pool,
+)
 
-__all__ = ["CONFIGS", "FLATTEN_NCHW", "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
-           "vgg16_bn", "vgg19", "vgg19_bn"]
+__all__ = [
+    "CONFIGS",
+    "FLATTEN_NCHW",
+    "VGG",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]
 
 BN_EPS = 1e-5
 
@@ -30,9 +49,49 @@ BN_EPS = 1e-5
 CONFIGS: dict[int, tuple] = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-         512, 512, 512, 512, "M"),
+    16: (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ),
+    19: (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 #: ``flatten_nchw`` argument of :func:`~jaxattr.models.convert.torch_to_flax` for VGG.

@@ -20,7 +20,9 @@ def default_cache_dir() -> Path:
     """``$JAXATTR_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxattr`` or ``~/.cache/jaxattr``."""
     if os.environ.get("JAXATTR_CACHE"):
         return Path(os.environ["JAXATTR_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return Path(base) / "jaxattr"
 
 
@@ -72,7 +74,9 @@ def fetch(
     """
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https", "file"):
-        raise ValueError(f"fetch: url must start with http://, https:// or file://, got {url!r}")
+        raise ValueError(
+            f"fetch: url must start with http://, https:// or file://, got {url!r}"
+        )
     name = os.path.basename(urllib.parse.unquote(parsed.path))
     if not name:
         raise ValueError(f"fetch: url {url!r} has no file name")
@@ -93,7 +97,11 @@ def fetch(
                 out.write(block)
                 done += len(block)
                 if progress and total:
-                    print(f"\rdownloading {name}: {100 * done // total:3d}%", end="", flush=True)
+                    print(
+                        f"\rdownloading {name}: {100 * done // total:3d}%",
+                        end="",
+                        flush=True,
+                    )
             if progress and total:
                 print()
         _check(tmp, expected, url)

@@ -107,7 +107,7 @@ def test_round_trip_from_flax_shapes(make):
     sd = flax_to_torch(variables, flatten_nchw=nchw)
     again = torch_to_flax(sd, template, flatten_nchw=nchw)
     assert jax.tree.structure(again) == jax.tree.structure(variables)
-    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(variables)):
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(variables), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

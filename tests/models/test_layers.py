@@ -13,14 +13,18 @@ from jaxattr.models import bias_terms, efficientnet, layers, resnet, vgg
 
 def _random_variables(module, size, seed=0):
     """Random weights with random (non-identity) BatchNorm statistics and biases."""
-    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+    shapes = jax.eval_shape(
+        module.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
+    )
     rng = np.random.default_rng(seed)
 
     def init(path, leaf):
         name = path[-1].key
         if name == "kernel":
             fan_in = int(np.prod(leaf.shape[:-1]))
-            return rng.standard_normal(leaf.shape).astype(np.float32) * np.sqrt(2.0 / fan_in)
+            return rng.standard_normal(leaf.shape).astype(np.float32) * np.sqrt(
+                2.0 / fan_in
+            )
         if name == "var":
             return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
         if name == "scale":
@@ -36,7 +40,9 @@ def _random_variables(module, size, seed=0):
 
 def _small_vgg_bn(**kwargs):
     # VGG's code path (conv bias + BN, max-pools, adaptive pool, classifier) at a small size.
-    return vgg.VGG(config=(16, "M", 32, 32, "M"), batch_norm=True, num_classes=10, **kwargs)
+    return vgg.VGG(
+        config=(16, "M", 32, 32, "M"), batch_norm=True, num_classes=10, **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,7 +55,9 @@ def test_fullgrad_completeness(make, size):
     z_l is the output of the l-th bias-adding layer (FullGrad, Srinivas & Fleuret 2019)."""
     module = make()
     variables = _random_variables(module, size)
-    x = jnp.asarray(np.random.default_rng(1).standard_normal((1, size, size, 3)), jnp.float32)
+    x = jnp.asarray(
+        np.random.default_rng(1).standard_normal((1, size, size, 3)), jnp.float32
+    )
     _, state = module.apply(variables, x, mutable=["perturbations"])
     perturbations = state["perturbations"]
     assert all(not np.any(p) for p in jax.tree.leaves(perturbations))
@@ -63,22 +71,31 @@ def test_fullgrad_completeness(make, size):
     biases = bias_terms(variables, perturbations, bn_epsilon=module.bn_epsilon)
     assert jax.tree.structure(biases) == jax.tree.structure(grad_z)
     bias_part = sum(
-        jnp.sum(g * b) for g, b in zip(jax.tree.leaves(grad_z), jax.tree.leaves(biases))
+        jnp.sum(g * b)
+        for g, b in zip(jax.tree.leaves(grad_z), jax.tree.leaves(biases), strict=True)
     )
     total = jnp.sum(grad_x * x) + bias_part
-    assert abs(float(bias_part)) > 1e-3 * abs(float(value))  # the bias terms matter here
+    assert abs(float(bias_part)) > 1e-3 * abs(
+        float(value)
+    )  # the bias terms matter here
     np.testing.assert_allclose(total, value, rtol=2e-4, atol=2e-4 * abs(float(value)))
 
 
 def test_every_bias_layer_has_a_perturbation():
     module = resnet.resnet18()
     variables = _random_variables(module, 32)
-    _, state = module.apply(variables, jnp.zeros((1, 32, 32, 3)), mutable=["perturbations"])
+    _, state = module.apply(
+        variables, jnp.zeros((1, 32, 32, 3)), mutable=["perturbations"]
+    )
     pert = state["perturbations"]
     # 20 BatchNorms (17 convs + 3 downsample BNs ... counted from torchvision) and fc
     flat = jax.tree_util.tree_flatten_with_path(pert)[0]
     names = ["/".join(p.key for p in path) for path, _ in flat]
-    assert "fc.out" in names and "bn1.out" in names and "layer2.0/downsample.1.out" in names
+    assert (
+        "fc.out" in names
+        and "bn1.out" in names
+        and "layer2.0/downsample.1.out" in names
+    )
     assert sum(n.endswith("bn1.out") or n.endswith("bn2.out") for n in names) == 17
     assert len(names) == 20 + 1
 
@@ -111,6 +128,7 @@ def test_pool_fn_is_used_and_changes_output():
         return layers.max_pool(x, window_shape, strides, padding) * 0.5
 
     x = jnp.asarray(np.random.default_rng(0).random((1, 32, 32, 3)), jnp.float32)
+
     def small_vgg(**kwargs):
         return vgg.VGG(config=(8, "M", 16, "M", 16, "M"), num_classes=10, **kwargs)
 
@@ -139,12 +157,16 @@ def test_guided_style_backward_rule_can_be_swapped():
     x = jnp.asarray(np.random.default_rng(2).random((1, 32, 32, 3)), jnp.float32)
     plain = jax.grad(lambda x: module.apply(variables, x)[0, 1])(x)
     guided_module = resnet.cifar_resnet20(act_fn=guided_relu)
-    np.testing.assert_array_equal(guided_module.apply(variables, x), module.apply(variables, x))
+    np.testing.assert_array_equal(
+        guided_module.apply(variables, x), module.apply(variables, x)
+    )
     guided = jax.grad(lambda x: guided_module.apply(variables, x)[0, 1])(x)
     assert not np.allclose(guided, plain)
 
 
-@pytest.mark.parametrize("size_in,size_out", [(2, 7), (7, 7), (9, 7), (13, 7), (1, 3), (5, 2)])
+@pytest.mark.parametrize(
+    "size_in,size_out", [(2, 7), (7, 7), (9, 7), (13, 7), (1, 3), (5, 2)]
+)
 def test_adaptive_avg_pool_bins(size_in, size_out):
     x = np.random.default_rng(0).random((1, size_in, size_in + 1, 2)).astype(np.float32)
     got = np.asarray(layers.adaptive_avg_pool(jnp.asarray(x), (size_out, size_out)))
@@ -161,13 +183,23 @@ def test_adaptive_avg_pool_bins(size_in, size_out):
 def test_adaptive_avg_pool_matches_torch():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).random((2, 3, 5, 11)).astype(np.float32)  # NCHW
-    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), (7, 7)).numpy()
+    expected = torch.nn.functional.adaptive_avg_pool2d(
+        torch.from_numpy(x), (7, 7)
+    ).numpy()
     got = layers.adaptive_avg_pool(jnp.asarray(x.transpose(0, 2, 3, 1)), (7, 7))
-    np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(got).transpose(0, 3, 1, 2), expected, atol=1e-6
+    )
 
 
 def test_bad_input_shapes_name_the_model():
-    for module in (resnet.resnet18(), resnet.cifar_resnet20(), vgg.vgg11(),
-                   efficientnet.efficientnet_lite0()):
-        with pytest.raises(ValueError, match=r"x must be \[N, H, W, 3\].*\(1, 3, 32, 32\)"):
+    for module in (
+        resnet.resnet18(),
+        resnet.cifar_resnet20(),
+        vgg.vgg11(),
+        efficientnet.efficientnet_lite0(),
+    ):
+        with pytest.raises(
+            ValueError, match=r"x must be \[N, H, W, 3\].*\(1, 3, 32, 32\)"
+        ):
             jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 3, 32, 32)))

@@ -36,7 +36,9 @@ def test_lite0_package_weights_equal_shared_npz(lite0):
     from_npz = models.load("efficientnet_lite0", weights=npz)
 
     for a, b in zip(
-        jax.tree.leaves(lite0.variables), jax.tree.leaves(from_npz.variables)
+        jax.tree.leaves(lite0.variables),
+        jax.tree.leaves(from_npz.variables),
+        strict=True,
     ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

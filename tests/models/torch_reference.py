@@ -69,7 +69,9 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_planes = 64
-        for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+        for stage, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), layers, strict=True)
+        ):
             mods = []
             for i in range(blocks):
                 stride = 2 if (i == 0 and stage > 0) else 1
