@@ -38,10 +38,10 @@ from jaxattr.models.layers import bias_terms
 
 __all__ = [
     "CIFAR10_CLASSES",
-    "CheckpointError",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODELS",
+    "CheckpointError",
     "Model",
     "ModelSpec",
     "bias_terms",

@@ -81,7 +81,7 @@ class _StorageType(NamedTuple):
 class _Storage:
     """A flat storage of ``numel`` elements whose bytes are filled in after unpickling."""
 
-    __slots__ = ("key", "dtype", "numel", "array")
+    __slots__ = ("array", "dtype", "key", "numel")
 
     def __init__(self, key: str, dtype: np.dtype, numel: int):
         self.key = key
@@ -93,7 +93,7 @@ class _Storage:
 class _TensorRef:
     """A tensor to build once its storage has been read: a strided view of the storage."""
 
-    __slots__ = ("storage", "offset", "size", "stride")
+    __slots__ = ("offset", "size", "storage", "stride")
 
     def __init__(self, storage: Any, offset: int, size: tuple, stride: tuple):
         if not isinstance(storage, _Storage):

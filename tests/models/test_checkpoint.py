@@ -102,9 +102,9 @@ def test_npz_roundtrip_and_refuses_object_arrays(tmp_path):
     np.savez(tmp_path / "w.npz", **sd)
     got = load_state_dict(tmp_path / "w.npz")
     assert set(got) == set(sd)
-    for k in sd:
-        np.testing.assert_array_equal(got[k], sd[k])
-        assert got[k].dtype == sd[k].dtype
+    for k, value in sd.items():
+        np.testing.assert_array_equal(got[k], value)
+        assert got[k].dtype == value.dtype
     np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="obj.npz"):
         load_state_dict(tmp_path / "obj.npz")

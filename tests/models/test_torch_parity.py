@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-import jaxattr.models as models
+from jaxattr import models
 
 torch = pytest.importorskip("torch")
 
-from . import torch_reference  # noqa: E402  (needs torch)
+from . import torch_reference
 
 FORMATS = [pytest.param(True, id="zip"), pytest.param(False, id="legacy")]
 NAMES = [
