@@ -99,12 +99,15 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def _normalise_imagenet(x: jax.Array) -> jax.Array:
-    mean = jnp.asarray(IMAGENET_MEAN, x.dtype)
-    std = jnp.asarray(IMAGENET_STD, x.dtype)
+    """``(x - mean) / std`` per channel, for ``[..., 3]`` pixels in [0, 1]."""
+    shape = (1,) * (x.ndim - 1) + (3,)
+    mean = jnp.asarray(IMAGENET_MEAN, x.dtype).reshape(shape)
+    std = jnp.asarray(IMAGENET_STD, x.dtype).reshape(shape)
     return (x - mean) / std
 
 
 def _normalise_lite(x: jax.Array) -> jax.Array:
+    """``(255 x - 127) / 128``, EfficientNet-Lite's input scaling."""
     return (x * 255.0 - 127.0) / 128.0
 
 

@@ -9,8 +9,9 @@
   (``conv1``, ``bn1``, ``layer1.0.conv1``, ``linear``).
 
 Inputs are normalised images ``[N, H, W, 3]``; outputs are logits ``[N, num_classes]``.
-``act_fn`` (ReLU by default) and ``pool_fn`` (max pooling, signature of
-:func:`flax.linen.max_pool`) can be replaced, e.g. for guided backpropagation.
+``act_fn`` (ReLU by default) and, for :class:`ResNet`, ``pool_fn`` (the stem's max
+pooling, signature of :func:`flax.linen.max_pool`) can be replaced, e.g. for guided
+backpropagation. :class:`CifarResNet` has no max pooling, hence no ``pool_fn``.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def test_fullgrad_completeness(make, size):
     biases = bias_terms(variables, perturbations, bn_epsilon=module.bn_epsilon)
     assert jax.tree.structure(biases) == jax.tree.structure(grad_z)
     bias_part = sum(
-        jnp.sum(g * b)
+        jnp.sum(g * b.reshape((1,) * (g.ndim - 1) + (-1,)))
         for g, b in zip(jax.tree.leaves(grad_z), jax.tree.leaves(biases), strict=True)
     )
     total = jnp.sum(grad_x * x) + bias_part
