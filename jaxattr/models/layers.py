@@ -1,12 +1,13 @@
 """Building blocks shared by the model ports, and the FullGrad bias helper.
 
-Every layer that adds a bias (a convolution or dense layer with a bias, and every eval-mode
-BatchNorm, whose effective bias is ``beta - mean * gamma / sqrt(var + eps)``) is followed by
-``self.perturb(f"{name}.out", y)``. The perturbation is a no-op in a plain ``apply``; to get
-the gradient of a target at the output of each bias layer (what FullGrad needs), initialise the
-``perturbations`` collection (``module.apply(variables, x, mutable=["perturbations"])`` gives
-zeros of the right shapes) and differentiate with respect to it. :func:`bias_terms` returns the
-matching bias vectors in a tree of the same structure.
+Every layer that adds a bias (a convolution or dense layer with a bias, and every
+eval-mode BatchNorm, whose effective bias is ``beta - mean * gamma / sqrt(var + eps)``)
+is followed by ``self.perturb(f"{name}.out", y)``. The perturbation is a no-op in a
+plain ``apply``; to get the gradient of a target at the output of each bias layer (what
+FullGrad needs), initialise the ``perturbations`` collection (``module.apply(variables,
+x, mutable=["perturbations"])`` gives zeros of the right shapes) and differentiate with
+respect to it. :func:`bias_terms` returns the matching bias vectors in a tree of the
+same structure.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ OUT_SUFFIX = ".out"
 def max_pool(
     x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding
 ) -> jax.Array:
-    """Max pooling over ``[N, H, W, C]`` (the default ``pool_fn`` of the ports); pads with -inf."""
+    """Max pooling over ``[N, H, W, C]`` (the default ``pool_fn`` of the ports); pads
+    with -inf."""
     return nn.max_pool(x, window_shape, strides=strides, padding=padding)
 
 
@@ -47,8 +49,9 @@ def conv(
     groups: int = 1,
     use_bias: bool = False,
 ) -> jax.Array:
-    """``[N, H, W, Cin] -> [N, H', W', features]``. ``padding`` is an int (symmetric, as in
-    PyTorch) or ``'SAME'`` (TensorFlow). Must be called inside ``parent``'s compact method."""
+    """``[N, H, W, Cin] -> [N, H', W', features]``. ``padding`` is an int (symmetric, as
+    in PyTorch) or ``'SAME'`` (TensorFlow). Must be called inside ``parent``'s compact
+    method."""
     pad = (
         padding
         if isinstance(padding, str)
@@ -73,7 +76,8 @@ def dense(parent: nn.Module, x: jax.Array, name: str, features: int) -> jax.Arra
 
 
 def batch_norm(parent: nn.Module, x: jax.Array, name: str, epsilon: float) -> jax.Array:
-    """Eval-mode BatchNorm over the last axis (running statistics), ``[..., C] -> [..., C]``."""
+    """Eval-mode BatchNorm over the last axis (running statistics), ``[..., C] -> [...,
+    C]``."""
     y = nn.BatchNorm(
         use_running_average=True, momentum=0.9, epsilon=epsilon, name=name
     )(x)
@@ -81,7 +85,8 @@ def batch_norm(parent: nn.Module, x: jax.Array, name: str, epsilon: float) -> ja
 
 
 def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """``[size_out, size_in]`` averaging matrix of PyTorch's adaptive average pooling."""
+    """``[size_out, size_in]`` averaging matrix of PyTorch's adaptive average
+    pooling."""
     m = np.zeros((size_out, size_in), np.float32)
     for i in range(size_out):
         start = (i * size_in) // size_out
@@ -107,10 +112,11 @@ def bias_terms(
 ) -> dict[str, Any]:
     """Bias vectors ``[C]`` for every ``'<layer>.out'`` entry of ``perturbations``.
 
-    ``perturbations`` is the collection made by ``apply(..., mutable=['perturbations'])``.
-    The result has the same tree structure, with the effective bias of each layer:
-    ``bias`` for a conv/dense layer, ``bias - mean * scale / sqrt(var + bn_epsilon)`` for an
-    eval-mode BatchNorm. FullGrad's bias-gradient of a layer is ``grad_out * bias``.
+    ``perturbations`` is the collection made by ``apply(...,
+    mutable=['perturbations'])``. The result has the same tree structure, with the
+    effective bias of each layer: ``bias`` for a conv/dense layer, ``bias - mean * scale
+    / sqrt(var + bn_epsilon)`` for an eval-mode BatchNorm. FullGrad's bias-gradient of a
+    layer is ``grad_out * bias``.
     """
     params = variables["params"]
     stats = variables.get("batch_stats", {})

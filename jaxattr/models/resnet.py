@@ -68,7 +68,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (strided) -> 1x1 convs, ``[N, H, W, Cin] -> [N, H/stride, W/stride, 4*planes]``."""
+    """1x1 -> 3x3 (strided) -> 1x1 convs, ``[N, H, W, Cin] -> [N, H/stride, W/stride,
+    4*planes]``."""
 
     planes: int
     stride: int = 1
@@ -94,7 +95,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision ResNet: ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]`` logits."""
+    """torchvision ResNet: ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]``
+    logits."""
 
     block: str  # "basic" or "bottleneck"
     layers: Sequence[int]
@@ -150,8 +152,9 @@ resnet152 = functools.partial(ResNet, block="bottleneck", layers=(3, 8, 36, 3))
 
 
 class CifarBasicBlock(nn.Module):
-    """CIFAR block with the option-A shortcut: subsample by 2 and zero-pad ``planes // 4``
-    channels on each side when the shape changes. ``[N, H, W, Cin] -> [N, H/s, W/s, planes]``."""
+    """CIFAR block with the option-A shortcut: subsample by 2 and zero-pad ``planes //
+    4`` channels on each side when the shape changes. ``[N, H, W, Cin] -> [N, H/s, W/s,
+    planes]``."""
 
     planes: int
     stride: int = 1
@@ -170,14 +173,16 @@ class CifarBasicBlock(nn.Module):
             shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (pad, pad)))
             if shortcut.shape[-1] != self.planes:
                 raise ValueError(
-                    f"CifarBasicBlock: option-A shortcut needs planes == in_planes + 2 * (planes // 4), "
-                    f"got in_planes={x.shape[-1]}, planes={self.planes}"
+                    "CifarBasicBlock: option-A shortcut needs planes == in_planes + 2 "
+                    f"* (planes // 4), got in_planes={x.shape[-1]}, "
+                    f"planes={self.planes}"
                 )
         return self.act_fn(out + shortcut)
 
 
 class CifarResNet(nn.Module):
-    """CIFAR ResNet-(6n+2): ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]`` logits."""
+    """CIFAR ResNet-(6n+2): ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]``
+    logits."""
 
     blocks_per_stage: int
     num_classes: int = 10

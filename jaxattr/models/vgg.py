@@ -1,13 +1,14 @@
 """torchvision VGG-11/13/16/19, with and without BatchNorm, in Flax Linen (NHWC).
 
-Module names follow torchvision's state dict: ``features.<i>`` (the index counts every layer
-of torchvision's ``nn.Sequential``, ReLU and max-pool included) and ``classifier.0/3/6``.
-torchvision flattens an NCHW map before ``classifier.0``; the NHWC port flattens in HWC order
-and :func:`jaxattr.models.convert.torch_to_flax` re-orders that kernel (``flatten_nchw``,
-see :data:`FLATTEN_NCHW`). Dropout is left out (eval mode).
+Module names follow torchvision's state dict: ``features.<i>`` (the index counts every
+layer of torchvision's ``nn.Sequential``, ReLU and max-pool included) and
+``classifier.0/3/6``. torchvision flattens an NCHW map before ``classifier.0``; the NHWC
+port flattens in HWC order and :func:`jaxattr.models.convert.torch_to_flax` re-orders
+that kernel (``flatten_nchw``, see :data:`FLATTEN_NCHW`). Dropout is left out (eval
+mode).
 
-Inputs are normalised images ``[N, H, W, 3]`` (224x224 for the pretrained weights; any size
-of at least 32 works, as torchvision's adaptive average pool to 7x7 is reproduced);
+Inputs are normalised images ``[N, H, W, 3]`` (224x224 for the pretrained weights; any
+size of at least 32 works, as torchvision's adaptive average pool to 7x7 is reproduced);
 outputs are logits ``[N, num_classes]``.
 """
 
@@ -45,7 +46,8 @@ __all__ = [
 
 BN_EPS = 1e-5
 
-#: Layer configurations of Simonyan & Zisserman (2015), table 1 (A, B, D, E); "M" = max-pool.
+#: Layer configurations of Simonyan & Zisserman (2015), table 1 (A, B, D, E); "M" = max-
+#: pool.
 CONFIGS: dict[int, tuple] = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),

@@ -1,4 +1,5 @@
-"""Fetch weight files by URL into a local cache, with a SHA-256 check (standard library only)."""
+"""Fetch weight files by URL into a local cache, with a SHA-256 check (standard library
+only)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
 
 def default_cache_dir() -> Path:
-    """``$JAXATTR_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxattr`` or ``~/.cache/jaxattr``."""
+    """``$JAXATTR_CACHE`` if set, else ``$XDG_CACHE_HOME/jaxattr`` or
+    ``~/.cache/jaxattr``."""
     if os.environ.get("JAXATTR_CACHE"):
         return Path(os.environ["JAXATTR_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
@@ -40,7 +42,8 @@ def _expected_hash(url: str, sha256: str | None) -> str | None:
         sha256 = sha256.lower()
         if not re.fullmatch(r"[0-9a-f]{8,64}", sha256):
             raise ValueError(
-                f"fetch: sha256 must be 8 to 64 hex digits (a prefix is allowed), got {sha256!r}"
+                "fetch: sha256 must be 8 to 64 hex digits (a prefix is allowed), got "
+                f"{sha256!r}"
             )
         return sha256
     m = _HASH_IN_NAME.search(urllib.parse.urlparse(url).path)
@@ -53,8 +56,8 @@ def _check(path: Path, expected: str | None, url: str) -> None:
     actual = sha256_file(path)
     if not actual.startswith(expected):
         raise ValueError(
-            f"fetch({url!r}): SHA-256 mismatch for {path}: expected {expected}"
-            f"{'...' if len(expected) < 64 else ''}, got {actual}"
+            f"fetch({url!r}): SHA-256 mismatch for {path}: expected "
+            f"{expected}{'...' if len(expected) < 64 else ''}, got {actual}"
         )
 
 
@@ -65,12 +68,13 @@ def fetch(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Path:
-    """Download ``url`` (``http(s)://`` or ``file://``) into ``cache_dir`` and return its path.
+    """Download ``url`` (``http(s)://`` or ``file://``) into ``cache_dir`` and return
+    its path.
 
-    A file already in the cache is reused. ``sha256`` is the expected hex digest (a prefix of
-    at least 8 digits is enough); when it is ``None`` and the file name ends in ``-<hex>.<ext>``
-    (PyTorch hub's convention) that hex is used as the prefix. A mismatch raises
-    ``ValueError`` and leaves no file in the cache.
+    A file already in the cache is reused. ``sha256`` is the expected hex digest (a
+    prefix of at least 8 digits is enough); when it is ``None`` and the file name ends
+    in ``-<hex>.<ext>`` (PyTorch hub's convention) that hex is used as the prefix. A
+    mismatch raises ``ValueError`` and leaves no file in the cache.
     """
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("http", "https", "file"):

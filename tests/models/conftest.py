@@ -1,4 +1,5 @@
-"""Fixtures for the model tests: the shared assets beside the checkout (skip when absent)."""
+"""Fixtures for the model tests: the shared assets beside the checkout (skip when
+absent)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ ASSETS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "assets").reso
 
 
 def asset(*parts: str) -> Path:
-    """Path of a file in ``../shared/assets``; skips the test with a reason when absent."""
+    """Path of a file in ``../shared/assets``; skips the test with a reason when
+    absent."""
     path = ASSETS.joinpath(*parts)
     if not path.exists():
         pytest.skip(
-            f"shared asset not found: {path} (the shared/ folder sits beside the repo root)"
+            f"shared asset not found: {path} (the shared/ folder sits beside the repo "
+            "root)"
         )
     return path

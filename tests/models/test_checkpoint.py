@@ -1,4 +1,5 @@
-"""The torch-free checkpoint reader: both torch.save formats, .npz, refusals, truncation."""
+"""The torch-free checkpoint reader: both torch.save formats, .npz, refusals,
+truncation."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ FORMATS = [pytest.param(True, id="zip"), pytest.param(False, id="legacy")]
 
 
 def _legacy_bytes(payload: bytes) -> bytes:
-    """Wrap a pickled payload in the legacy torch.save header (magic, protocol, sys info)."""
+    """Wrap a pickled payload in the legacy torch.save header (magic, protocol, sys
+    info)."""
     out = io.BytesIO()
     pickle.dump(0x1950A86A20F9469CFC6C, out, protocol=2)
     pickle.dump(1001, out, protocol=2)
@@ -214,7 +216,8 @@ def test_whole_module_pickle_is_refused(tmp_path):
 
 
 def test_big_endian_legacy_storage_is_swapped(tmp_path):
-    # Legacy format written by hand: a [2, 2] float32 tensor whose storage is big-endian.
+    # Legacy format written by hand: a [2, 2] float32 tensor whose storage is big-
+    # endian.
     values = np.array([1.5, -2.0, 3.25, 4.0], dtype=np.float32)
     payload = (
         b"\x80\x02ccollections\nOrderedDict\n)R"  # OrderedDict()

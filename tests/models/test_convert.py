@@ -144,8 +144,8 @@ def test_misshaped_key_names_key_and_both_shapes():
     sd["layer2.0.downsample.0.weight"] = np.zeros((128, 64, 3, 3), np.float32)
     with pytest.raises(
         ValueError,
-        match=r"state_dict\['layer2\.0\.downsample\.0\.weight'\] has shape \(128, 64, 3, 3\), "
-        r"expected \(128, 64, 1, 1\)",
+        match=r"state_dict\['layer2\.0\.downsample\.0\.weight'\] has shape "
+        r"\(128, 64, 3, 3\), expected \(128, 64, 1, 1\)",
     ):
         torch_to_flax(sd, template)
     _, sd = _resnet18_state_dict()

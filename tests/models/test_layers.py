@@ -39,7 +39,8 @@ def _random_variables(module, size, seed=0):
 
 
 def _small_vgg_bn(**kwargs):
-    # VGG's code path (conv bias + BN, max-pools, adaptive pool, classifier) at a small size.
+    # VGG's code path (conv bias + BN, max-pools, adaptive pool, classifier) at a small
+    # size.
     return vgg.VGG(
         config=(16, "M", 32, 32, "M"), batch_norm=True, num_classes=10, **kwargs
     )
@@ -51,8 +52,9 @@ def _small_vgg_bn(**kwargs):
     ids=["cifar_resnet20", "resnet18", "vgg_bn"],
 )
 def test_fullgrad_completeness(make, size):
-    """For a ReLU/max-pool network, f(x) = <grad_x f, x> + sum_l <grad_{z_l} f, b_l>, where
-    z_l is the output of the l-th bias-adding layer (FullGrad, Srinivas & Fleuret 2019)."""
+    """For a ReLU/max-pool network, f(x) = <grad_x f, x> + sum_l <grad_{z_l} f, b_l>,
+    where z_l is the output of the l-th bias-adding layer (FullGrad, Srinivas & Fleuret
+    2019)."""
     module = make()
     variables = _random_variables(module, size)
     x = jnp.asarray(

@@ -1,4 +1,5 @@
-"""Real weights: parity with the reference logits in ../shared/assets, and real predictions."""
+"""Real weights: parity with the reference logits in ../shared/assets, and real
+predictions."""
 
 from __future__ import annotations
 

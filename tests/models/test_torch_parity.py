@@ -1,8 +1,9 @@
-"""Flax ports vs reference PyTorch architectures written in tests/models/torch_reference.py.
+"""Flax ports vs reference PyTorch architectures written in
+tests/models/torch_reference.py.
 
 Random weights (and random BatchNorm statistics) are saved with ``torch.save`` in both
-formats, read back by jaxattr's torch-free reader and compared on 64x64 inputs against the
-torch forward pass in float64.
+formats, read back by jaxattr's torch-free reader and compared on 64x64 inputs against
+the torch forward pass in float64.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import pytest
 from jaxattr import models
 
 torch = pytest.importorskip("torch")
-
-from . import torch_reference
+torch_reference = pytest.importorskip("tests.models.torch_reference")
 
 FORMATS = [pytest.param(True, id="zip"), pytest.param(False, id="legacy")]
 NAMES = [

@@ -1,7 +1,8 @@
-"""Reference PyTorch architectures, written for the parity tests (torchvision is not used).
+"""Reference PyTorch architectures, written for the parity tests (torchvision is not
+used).
 
-They follow the torchvision layouts (module names, strides, paddings) so their state dicts
-have torchvision's keys. Import only after ``pytest.importorskip("torch")``.
+They follow the torchvision layouts (module names, strides, paddings) so their state
+dicts have torchvision's keys. Import only after ``pytest.importorskip("torch")``.
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def make(name: str) -> nn.Module:
 
 
 def randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights and BatchNorm statistics (so no BN layer is an identity); eval mode."""
+    """Random weights and BatchNorm statistics (so no BN layer is an identity); eval
+    mode."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
