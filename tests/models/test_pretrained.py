@@ -82,13 +82,21 @@ def test_lite0_predicts_espresso_on_coffee(lite0):
     assert probs[top] > 0.8  # the asset README reports 0.95
 
 
+CIFAR_DIGESTS = {20: "12fca82f", 32: "d509ac18", 44: "014dd654", 56: "4bfd9763"}
+
+
+@pytest.mark.parametrize("source", ["npz", "th"])
 @pytest.mark.parametrize("depth", CIFAR_DEPTHS)
-def test_cifar_resnet_reference_logits(depth):
+def test_cifar_resnet_reference_logits(depth, source):
     ref = np.load(asset("cifar10-resnet-akamaster", "reference_io.npz"))
-    model = models.load(
-        f"cifar_resnet{depth}",
-        weights=asset("cifar10-resnet-akamaster", f"resnet{depth}.npz"),
+    # "th": the original legacy torch.save checkpoint, whose keys carry "module."
+    file = (
+        f"resnet{depth}.npz"
+        if source == "npz"
+        else (f"resnet{depth}-{CIFAR_DIGESTS[depth]}.th")
     )
+    path = asset("cifar10-resnet-akamaster", file)
+    model = models.load(f"cifar_resnet{depth}", weights=path)
     logits = np.asarray(
         jax.jit(model.apply)(
             model.variables, ref["images_uint8"].astype(np.float32) / 255.0
@@ -102,7 +110,7 @@ def test_cifar_resnet_reference_logits(depth):
 
 @pytest.mark.parametrize("depth", CIFAR_DEPTHS)
 def test_cifar_th_checkpoint_equals_npz(depth):
-    digest = {20: "12fca82f", 32: "d509ac18", 44: "014dd654", 56: "4bfd9763"}[depth]
+    digest = CIFAR_DIGESTS[depth]
     th = checkpoint.load_state_dict(
         asset("cifar10-resnet-akamaster", f"resnet{depth}-{digest}.th")
     )
