@@ -202,12 +202,14 @@ def explain(args) -> int:
         baseline=args.baseline if args.method == "integrated_gradients" else "",
     )
 
+    # The model function is an argument (a pytree holding the weights), not a
+    # closed-over constant: constants make XLA compile slowly for large models.
     @jax.jit
-    def run(x, key):
-        probs = jax.nn.softmax(model.fn(x[None])[0])
+    def run(model_fn, x, key):
+        probs = jax.nn.softmax(model_fn(x[None])[0])
         predicted = jnp.argmax(probs)
         target = predicted if args.target == "predicted" else int(args.target)
-        f = jaxattr.scalar_output(model.fn, target, output=args.output)
+        f = jaxattr.scalar_output(model_fn, target, output=args.output)
         result = method(f, x, key=key, **kwargs)
         return predicted, probs[predicted], target, result
 
@@ -229,7 +231,7 @@ def explain(args) -> int:
         t0 = time.perf_counter()
         key = jax.random.key(args.seed)
         predicted, prob, target, result = jax.block_until_ready(
-            run(jnp.asarray(image), key)
+            run(model.fn, jnp.asarray(image), key)
         )
         seconds = time.perf_counter() - t0
         delta = float(np.mean(np.asarray(result.delta)))
