@@ -32,12 +32,6 @@ from jaxattr import _checks
 Array = jax.Array
 PyTree = Any
 
-# Up to this many chunks are unrolled into straight-line code; more run in a loop.
-# Measured on a 2-core CPU (ResNet-50, 224 px, 128 IG steps in chunks of 8): a
-# `lax.scan` over the 16 chunks ran in 43.7 s (first call 77.5 s), the unrolled
-# chunks in 22.3 s (first call 38.9 s): XLA:CPU runs a loop body markedly slower
-# than the same ops in straight-line code. See benchmarks/README.md.
-MAX_UNROLLED_CHUNKS = 32
 
 
 def chunked_sum(
@@ -49,9 +43,11 @@ def chunked_sum(
     """Sums and stacks the outputs of `fn` over the leading axis of `xs`, in chunks.
 
     `fn(x_i) -> (summed_i, stacked_i)`; returns `(sum_i summed_i, stack_i stacked_i)`.
-    `fn` is `vmap`ped over chunks of `batch_size` items, and the chunks run one
-    after the other (unrolled up to `MAX_UNROLLED_CHUNKS` chunks, else in a
-    `lax.scan`), so at most `batch_size` evaluations are alive at once. When the
+    `fn` is `vmap`ped over chunks of `batch_size` items, and the chunks run in a
+    `lax.scan`, so at most `batch_size` evaluations are alive at once. (Unrolling
+    the chunks ran ~2x faster on XLA:CPU, but XLA then keeps every chunk's
+    activations alive: 1.7 GB of temporaries for 32 ResNet-50 steps in chunks of 8,
+    against 0.45 GB in a scan; see benchmarks/README.md.) When the
     number of items `n` is not a multiple of `batch_size`, the last chunk is padded
     with copies of the first item whose contributions are masked out.
 
@@ -97,12 +93,7 @@ def chunked_sum(
         carry = jax.tree.map(lambda c, s: c + masked_sum(s), carry, summed)
         return carry, stacked
 
-    summed, stacked = jax.lax.scan(
-        body,
-        init,
-        (chunks, jnp.asarray(valid)),
-        unroll=n_chunks if n_chunks <= MAX_UNROLLED_CHUNKS else 1,
-    )
+    summed, stacked = jax.lax.scan(body, init, (chunks, jnp.asarray(valid)))
     stacked = jax.tree.map(
         lambda a: a.reshape(n_chunks * batch_size, *a.shape[2:])[:n], stacked
     )

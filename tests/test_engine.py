@@ -60,10 +60,32 @@ def test_chunked_sum_rejects_bad_batch_size():
         engine.chunked_sum(lambda x: (x, x), jnp.ones(3), batch_size=0)
 
 
-def test_many_chunks_run_in_a_loop_with_the_same_result():
-    n = engine.MAX_UNROLLED_CHUNKS * 2 + 3
+def test_many_chunks_with_padding():
+    n = 67
     xs = jnp.linspace(0.0, 1.0, n)
     fn = lambda a: (jnp.cos(a), a * 2)
     summed, stacked = engine.chunked_sum(fn, xs, batch_size=2)
     np.testing.assert_allclose(summed, jnp.cos(xs).sum(), rtol=1e-6)
     np.testing.assert_allclose(stacked, xs * 2)
+
+
+def _temp_bytes(n_steps, batch_size):
+    from tests import helpers
+
+    model = helpers.tiny_cnn(helpers.tiny_cnn_params())
+    import jaxattr
+
+    def explain(x):
+        f = jaxattr.scalar_output(model, 1)
+        return jaxattr.integrated_gradients(f, x, n_steps=n_steps, batch_size=batch_size)
+
+    x = jnp.ones((32, 32, 3))
+    return jax.jit(explain).lower(x).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_memory_grows_with_the_chunk_not_with_the_steps():
+    # XLA's own count of the compiled program's temporary buffers.
+    small = _temp_bytes(64, 4)
+    assert _temp_bytes(256, 4) < 1.2 * small
+    assert _temp_bytes(64, 16) > 2.5 * small
+    assert _temp_bytes(64, None) > 8 * small
