@@ -1,0 +1,488 @@
+"""Guided non-linearities as a function transform: Guided Backprop and GNL-IG.
+
+`guided(f)` returns a function with the same forward values as `f` (bit for bit)
+whose backward pass lets only positive gradients through ReLU, ReLU6 and max-pool
+(Kwon et al., ICPR 2020; Springenberg et al. 2015; algorithms.md §4, §7.8). It works
+on any JAX function, including models we did not write, without module hooks: `f`
+is traced to a jaxpr (`jax.make_jaxpr`) and re-evaluated equation by equation,
+binding every primitive as it was, except these, which get a `jax.custom_vjp`:
+
+* **ReLU** -- `jax.nn.relu` (and `flax.linen.relu`, the same function: its
+  `custom_jvp_call`, recognised by its source name) and every `max(z, 0)` /
+  `max(0, z)` whose other operand is a constant zero (a literal, or a constant
+  reached through `convert_element_type`/`broadcast_in_dim`/`reshape`, e.g.
+  `jnp.maximum(z, 0)`, `jnp.clip(z, 0)`). Backward: `max(g * 1[z > 0], 0)`
+  (Captum's `GuidedBackprop` rule; the gradient at `z = 0` is 0, as in PyTorch).
+* **ReLU6** -- `jax.nn.relu6`, and `min(r, 6)` with `r` the output of a ReLU above
+  (e.g. `jnp.clip(z, 0, 6)`). Backward: `max(g * 1[0 < z < 6], 0)`.
+* **Max-pool** -- `lax.reduce_window_max` (`flax.linen.max_pool`), two rules
+  (algorithms.md §4.1): `"positive"` routes `max(g, 0)` to each window's argmax
+  (the described method; default); `"sign_mask"` routes `g` to the argmax and then
+  multiplies by the nearest-neighbour upsampling of `1[g > 0]` to the input size
+  (the GNL authors' code; equal to `"positive"` for non-overlapping windows, only
+  approximately "positive gradients" for overlapping ones such as ResNet's 3x3/s2
+  stem, §4.3); `"none"` leaves max-pool unchanged (Springenberg's and Captum's
+  Guided Backprop guide ReLUs only).
+
+Scope (algorithms.md §11b.6, decided): every ReLU and ReLU6 reached through plain
+code, `jit`/`pjit` calls and `checkpoint` (inlined) is guided; ReLUs inside other
+custom-derivative functions (`custom_jvp`/`custom_vjp` other than `jax.nn.relu`,
+`relu6`) and inside control flow (`scan`, `while`, `cond`) keep their ordinary
+gradient, as do `where(z > 0, z, 0)`-style ReLUs and global `reduce_max`.
+`count_guided(f, *args)` reports how many operations of each kind were changed, so
+the scope can be checked on a given model (the GNL authors' hooks missed the
+functional ReLUs of GoogLeNet, §4.3). Forward values are bit-equal to `f` because
+the same primitives are bound with the same operands; only gradients change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from jaxattr import _checks
+from jaxattr.base import Attribution
+from jaxattr.methods.integrated_gradients import integrated_gradients
+
+MAX_POOL_RULES = ("positive", "sign_mask", "none")
+_INLINED = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat")
+_CONST_PASSTHROUGH = (
+    "convert_element_type",
+    "broadcast_in_dim",
+    "reshape",
+    "squeeze",
+    "expand_dims",
+    "copy",
+    "copy_p",
+)
+
+
+# --------------------------------------------------------------------------------
+# custom-VJP rules
+
+
+def _guided_relu(fwd: Callable) -> Callable:
+    """`fwd` (the original ReLU computation), with the guided backward rule."""
+
+    @jax.custom_vjp
+    def relu(z):
+        return fwd(z)
+
+    def relu_fwd(z):
+        return fwd(z), z
+
+    def relu_bwd(z, g):
+        zero = jnp.zeros((), g.dtype)
+        return (jnp.where(z > 0, jnp.maximum(g, zero), zero),)
+
+    relu.defvjp(relu_fwd, relu_bwd)
+    return relu
+
+
+def _guided_upper_clamp(fwd: Callable, upper) -> Callable:
+    """`min(r, upper)` with backward `g * 1[r < upper]` (strict, as PyTorch)."""
+
+    @jax.custom_vjp
+    def clamp(r):
+        return fwd(r)
+
+    def clamp_fwd(r):
+        return fwd(r), r
+
+    def clamp_bwd(r, g):
+        return (jnp.where(r < upper, g, jnp.zeros((), g.dtype)),)
+
+    clamp.defvjp(clamp_fwd, clamp_bwd)
+    return clamp
+
+
+def _guided_relu6(fwd: Callable) -> Callable:
+    """`jax.nn.relu6` with backward `max(g * 1[0 < z < 6], 0)`."""
+
+    @jax.custom_vjp
+    def relu6(z):
+        return fwd(z)
+
+    def relu6_fwd(z):
+        return fwd(z), z
+
+    def relu6_bwd(z, g):
+        zero = jnp.zeros((), g.dtype)
+        return (jnp.where((z > 0) & (z < 6), jnp.maximum(g, zero), zero),)
+
+    relu6.defvjp(relu6_fwd, relu6_bwd)
+    return relu6
+
+
+def _upsample_nearest(mask: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Nearest-neighbour resize of `mask` to `shape`, PyTorch's `interpolate` index
+    rule `src = floor(dst * size_in / size_out)` on every axis (static indices)."""
+    for axis, (n_in, n_out) in enumerate(zip(mask.shape, shape, strict=True)):
+        if n_in != n_out:
+            idx = np.minimum((np.arange(n_out) * n_in) // n_out, n_in - 1)
+            mask = jnp.take(mask, idx, axis=axis)
+    return mask
+
+
+def _guided_max_pool(fwd: Callable, rule: str) -> Callable:
+    """`reduce_window_max` (`fwd`) with the `"positive"` or `"sign_mask"` rule."""
+
+    @jax.custom_vjp
+    def pool(z):
+        return fwd(z)
+
+    def pool_fwd(z):
+        return fwd(z), z
+
+    def pool_bwd(z, g):
+        _, route = jax.vjp(fwd, z)
+        zero = jnp.zeros((), g.dtype)
+        if rule == "positive":
+            return route(jnp.maximum(g, zero))
+        (routed,) = route(g)
+        mask = _upsample_nearest((g > 0).astype(g.dtype), z.shape)
+        return (routed * mask,)
+
+    pool.defvjp(pool_fwd, pool_bwd)
+    return pool
+
+
+# --------------------------------------------------------------------------------
+# the jaxpr interpreter
+
+
+def _uniform_value(value):
+    """The scalar every entry of a concrete array equals, else None."""
+    if isinstance(value, jax.core.Tracer) or np.size(value) > 4096:
+        return None
+    try:
+        a = np.asarray(value)
+    except Exception:  # noqa: BLE001 - tokens, keys, ...
+        return None
+    if a.size == 0 or a.size > 4096 or a.dtype.kind not in "fiub":
+        return None
+    first = a.reshape(-1)[0]
+    return float(first) if bool((a == first).all()) else None
+
+
+def _custom_jvp_name(eqn) -> str | None:
+    """`"relu"`/`"relu6"` for jax.nn's own custom_jvp functions, else None."""
+    call = eqn.params.get("call_jaxpr")
+    info = getattr(getattr(call, "jaxpr", call), "debug_info", None)
+    src = getattr(info, "func_src_info", None) or ""
+    name, _, where = src.partition(" at ")
+    if name in ("relu", "relu6") and "jax" in where and "nn" in where:
+        return name
+    return None
+
+
+class _Options:
+    def __init__(self, relu: bool, relu6: bool, max_pool: str):
+        self.relu, self.relu6, self.max_pool = relu, relu6, max_pool
+        self.counts = {"relu": 0, "relu6": 0, "max_pool": 0}
+
+
+def _classify(jaxpr, const_of: dict, relu_in: set):
+    """Pre-pass: which equations are guided ReLUs, ReLU6 clamps or max-pools.
+
+    `const_of[var]` is the uniform value of a known constant; `relu_in` the input
+    variables that are ReLU outputs. Returns `({eqn index: (kind, position of the
+    varying operand)}, set of variables holding ReLU outputs, constants)`.
+    """
+    const_of = dict(const_of)
+    relu_out = set(relu_in)
+    kinds: dict[int, tuple[str, int]] = {}
+    max_eqn_of: dict = {}
+    consumers: dict = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            if isinstance(v, jcore.Var):
+                consumers.setdefault(v, []).append(i)
+
+    def const(v):
+        if isinstance(v, jcore.Literal):
+            return _uniform_value(v.val)
+        return const_of.get(v)
+
+    for i, eqn in enumerate(jaxpr.eqns):
+        name = eqn.primitive.name
+        ins = eqn.invars
+        if (
+            name in _CONST_PASSTHROUGH
+            and ins
+            and all(const(v) is not None for v in ins)
+        ):
+            const_of[eqn.outvars[0]] = const(ins[0])
+        elif name == "max" and len(ins) == 2:
+            c0, c1 = const(ins[0]), const(ins[1])
+            if (c0 == 0.0 and _var(ins[1], c1)) or (c1 == 0.0 and _var(ins[0], c0)):
+                kinds[i] = ("relu", 0 if c1 == 0.0 else 1)
+                relu_out.add(eqn.outvars[0])
+                max_eqn_of[eqn.outvars[0]] = i
+        elif name == "min" and len(ins) == 2:
+            c0, c1 = const(ins[0]), const(ins[1])
+            pos = 0 if (c1 == 6.0 and _var(ins[0], c0)) else None
+            pos = 1 if (c0 == 6.0 and _var(ins[1], c1)) else pos
+            if pos is not None and ins[pos] in relu_out:
+                kinds[i] = ("relu6_upper", pos)
+                j = max_eqn_of.get(ins[pos])
+                if j is not None and all(
+                    kinds.get(k, ("",))[0] == "relu6_upper"
+                    for k in consumers.get(ins[pos], [])
+                ):
+                    kinds[j] = ("relu6_lower", kinds[j][1])
+        elif name == "custom_jvp_call":
+            which = _custom_jvp_name(eqn)
+            if which is not None:
+                kinds[i] = (which + "_fn", 0)
+                if which == "relu":
+                    relu_out.add(eqn.outvars[0])
+        elif name == "reduce_window_max":
+            kinds[i] = ("max_pool", 0)
+    return kinds, relu_out, const_of
+
+
+def _var(v, const) -> bool:
+    """Whether `v` is a varying operand (a variable not known to be constant)."""
+    return isinstance(v, jcore.Var) and const is None
+
+
+def _bind(eqn) -> Callable:
+    prim, params = eqn.primitive, eqn.params
+
+    def fwd(*xs):
+        with eqn.ctx.manager:
+            out = prim.bind(*xs, **prim.get_bind_params(params))
+        return out[0] if prim.multiple_results else out
+
+    return fwd
+
+
+def _guided_eqn(eqn, kind: str, pos: int, invals: list, opts: _Options):
+    """One guided equation's outputs, or None to bind it unchanged."""
+    bound = _bind(eqn)
+
+    def fwd(z):
+        args = list(invals)
+        args[pos] = z
+        return bound(*args)
+
+    z = invals[pos]
+    if kind == "max_pool":
+        if opts.max_pool == "none":
+            return None
+        opts.counts["max_pool"] += 1
+        return [_guided_max_pool(fwd, opts.max_pool)(z)]
+    if kind in ("relu", "relu_fn"):
+        if not opts.relu:
+            return None
+        opts.counts["relu"] += 1
+        return [_guided_relu(fwd)(z)]
+    if not opts.relu6:
+        return None
+    if kind == "relu6_fn":
+        opts.counts["relu6"] += 1
+        return [_guided_relu6(fwd)(z)]
+    if kind == "relu6_upper":
+        opts.counts["relu6"] += 1
+        return [_guided_upper_clamp(fwd, jnp.asarray(6.0, z.dtype))(z)]
+    return [_guided_relu(fwd)(z)]  # relu6_lower: the max(z, 0) of a ReLU6
+
+
+def _eval_jaxpr(jaxpr, consts, args, in_const, in_relu, opts: _Options) -> list:
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    const_of, relu_in = {}, set()
+    for v, c in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = c
+        if (u := _uniform_value(c)) is not None:
+            const_of[v] = u
+    for v, a, c, r in zip(jaxpr.invars, args, in_const, in_relu, strict=True):
+        env[v] = a
+        if c is not None:
+            const_of[v] = c
+        if r:
+            relu_in.add(v)
+    kinds, relu_out, const_of = _classify(jaxpr, const_of, relu_in)
+
+    for i, eqn in enumerate(jaxpr.eqns):
+        invals = [read(v) for v in eqn.invars]
+        prim, params = eqn.primitive, eqn.params
+        outs = None
+        if i in kinds:
+            outs = _guided_eqn(eqn, *kinds[i], invals, opts)
+        elif prim.name in _INLINED and "jaxpr" in params:
+            sub = params["jaxpr"]
+            sub_const = [
+                _uniform_value(v.val)
+                if isinstance(v, jcore.Literal)
+                else const_of.get(v)
+                for v in eqn.invars
+            ]
+            sub_relu = [isinstance(v, jcore.Var) and v in relu_out for v in eqn.invars]
+            outs = _eval_jaxpr(
+                getattr(sub, "jaxpr", sub),
+                getattr(sub, "consts", ()),
+                invals,
+                sub_const,
+                sub_relu,
+                opts,
+            )
+        if outs is None:
+            with eqn.ctx.manager:
+                outs = prim.bind(*invals, **prim.get_bind_params(params))
+            if not prim.multiple_results:
+                outs = [outs]
+        for v, val in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = val
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _check_options(max_pool, caller: str) -> None:
+    _checks.check_choice(max_pool, MAX_POOL_RULES, caller, "max_pool")
+
+
+def _run(f, opts: _Options, args):
+    closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
+    flat = jax.tree.leaves(args)
+    n = len(flat)
+    outs = _eval_jaxpr(closed.jaxpr, closed.consts, flat, [None] * n, [False] * n, opts)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+
+def guided(
+    f: Callable,
+    *,
+    max_pool: str = "positive",
+    relu: bool = True,
+    relu6: bool = True,
+) -> Callable:
+    """Returns `f` with guided backward rules for ReLU, ReLU6 and max-pool.
+
+    The result takes the same (positional, pytree) arguments as `f` and returns
+    bit-identical values; `jax.grad` of it is the guided gradient (see the module
+    docstring for exactly which operations change). `f` is re-traced each time the
+    result is traced, so it composes with `jit`, `vmap` and closures over traced
+    values.
+
+    Args:
+      f: any JAX function, e.g. `jaxattr.scalar_output(model.fn, target)`.
+      max_pool: `"positive"` (default: route `max(g, 0)`), `"sign_mask"` (the GNL
+        authors' rule) or `"none"` (algorithms.md §4.1) (static).
+      relu: guide ReLUs (static).
+      relu6: guide ReLU6 clamps (static). Captum's `GuidedBackprop` hooks
+        `torch.nn.ReLU` modules only, so it leaves ReLU6 unguided.
+
+    Returns:
+      The guided function.
+
+    Raises:
+      ValueError: for an unknown `max_pool` rule.
+    """
+    _check_options(max_pool, "guided")
+
+    def guided_f(*args):
+        return _run(f, _Options(bool(relu), bool(relu6), max_pool), args)
+
+    return guided_f
+
+
+def count_guided(
+    f: Callable, *args, max_pool: str = "positive", relu: bool = True, relu6=True
+) -> dict[str, int]:
+    """How many ReLU, ReLU6 and max-pool operations `guided(f)` changes at `args`.
+
+    Traces only (no evaluation). Returns `{"relu": n, "relu6": n, "max_pool": n}`.
+    """
+    _check_options(max_pool, "count_guided")
+    opts = _Options(bool(relu), bool(relu6), max_pool)
+    jax.eval_shape(lambda *a: _run(f, opts, a), *args)
+    return dict(opts.counts)
+
+
+def guided_backprop(
+    f,
+    x,
+    *,
+    max_pool: str = "none",
+    relu6: bool = True,
+    key=None,
+) -> Attribution:
+    """Guided Backprop (Springenberg et al., 2015): the gradient of `guided(f)` at `x`.
+
+    Captum's `GuidedBackprop` (algorithms.md §7.8): ReLU backward replaced by
+    `max(g * 1[z > 0], 0)`; max-pool unchanged by default (`max_pool="none"`, as
+    Springenberg and Captum). ReLU6 is guided by default (treated as a ReLU, as
+    GNL does, §4.1); `relu6=False` matches Captum, which hooks `nn.ReLU` only.
+
+    Args:
+      f: maps one example to a scalar.
+      x: one example, e.g. `[H, W, C]`.
+      max_pool: max-pool rule of `guided` (static).
+      relu6: guide ReLU6 (static).
+      key: unused; accepted for the common calling convention.
+
+    Returns:
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+    """
+    caller = "guided_backprop"
+    x = _checks.check_input(x, caller)
+    _check_options(max_pool, caller)
+    _checks.check_scalar_fn(f, x, caller)
+    value, grad = jax.value_and_grad(guided(f, max_pool=max_pool, relu6=relu6))(x)
+    delta = jnp.full((), jnp.nan, x.dtype)
+    return Attribution(grad.astype(x.dtype), delta, {"value": value})
+
+
+def gnl_integrated_gradients(
+    f,
+    x,
+    baseline=None,
+    *,
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+    max_pool: str = "positive",
+    relu6: bool = True,
+    key=None,
+) -> Attribution:
+    """Integrated Gradients with guided non-linearities, GNL (Kwon et al., ICPR 2020).
+
+    `integrated_gradients(guided(f, max_pool=...), x, baseline, ...)`: IG whose
+    gradients pass only positive values through ReLU, ReLU6 and max-pool
+    (algorithms.md §4.1). The authors' settings are the defaults: 50 steps of
+    Gauss-Legendre; their "zero baseline" was zero in normalised space, i.e.
+    `baseline="normalized_zero"` here (§0). Their max-pool rule is
+    `max_pool="sign_mask"`; the default `"positive"` is the described rule
+    (identical for non-overlapping pools). Completeness does not hold, so `delta`
+    is reported but is not expected to be small.
+
+    Args:
+      f, x, baseline, n_steps, method, batch_size, key: as `integrated_gradients`
+        (`n_steps`, `method`, `batch_size` static).
+      max_pool: `"positive"`, `"sign_mask"` or `"none"` (static).
+      relu6: guide ReLU6 clamps as ReLUs (static).
+
+    Returns:
+      `integrated_gradients`' `Attribution`, with `aux["f_x"]`, `aux["values"]`
+      the (unchanged) values of `f`.
+    """
+    _check_options(max_pool, "gnl_integrated_gradients")
+    g = guided(f, max_pool=max_pool, relu6=relu6)
+    return integrated_gradients(
+        g,
+        x,
+        baseline,
+        n_steps=n_steps,
+        method=method,
+        batch_size=batch_size,
+        key=key,
+    )
