@@ -1,0 +1,37 @@
+"""IG completeness on EfficientNet-Lite0 with a real photo (issue: models, weights, images)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxattr
+from jaxattr import images, models
+
+
+@pytest.fixture(scope="module")
+def relative_deltas():
+    model = models.load("efficientnet_lite0")
+    x = jnp.asarray(images.default_images(["coffee"])[0].image)
+
+    out = {}
+    for n_steps in (64, 256):
+
+        @jax.jit
+        def explain(model_fn, x):
+            f = jaxattr.scalar_output(model_fn, 967)  # espresso
+            r = jaxattr.integrated_gradients(
+                f, x, "black", n_steps=n_steps, batch_size=16
+            )
+            return r.delta / (r.aux["f_x"] - r.aux["f_baseline"][0])
+
+        out[n_steps] = abs(float(explain(model.fn, x)))
+    return out
+
+
+def test_ig_completeness_on_a_real_photo(relative_deltas):
+    # Measured here: 5.9 % at 64 Gauss-Legendre steps on `coffee` (other demo photos:
+    # 1.9 % to 17 %; ReLU6 kinks make the integrand non-smooth), far below at 256.
+    print(f"relative completeness error: {relative_deltas}")
+    assert relative_deltas[64] < 0.10
+    assert relative_deltas[256] < 0.01
+    assert relative_deltas[256] < relative_deltas[64] / 3
