@@ -96,16 +96,21 @@ NAMED = {
 }
 
 
-def _one(spec, x, key, caller) -> jax.Array:
+def _recipe(spec, caller):
+    """`None` and names become `Baseline` recipes; anything else is returned as is."""
     if spec is None:
-        spec = black()
+        return black()
     if isinstance(spec, str):
         if spec not in NAMED:
             raise ValueError(
                 f"{caller}: baseline name must be one of {', '.join(map(repr, NAMED))};"
                 f" got {spec!r}."
             )
-        spec = NAMED[spec]()
+        return NAMED[spec]()
+    return spec
+
+
+def _one(spec, x, key, caller) -> jax.Array:
     if isinstance(spec, Baseline):
         if spec.stochastic:
             _checks.check_key(key, caller, f"baseline {spec.name!r} is random")
@@ -142,9 +147,8 @@ def resolve(baseline, x: jax.Array, key: jax.Array | None, caller: str) -> jax.A
     specs = list(baseline) if isinstance(baseline, (list, tuple)) else [baseline]
     if not specs:
         raise ValueError(f"{caller}: baseline list must not be empty.")
-    needs_key = any(isinstance(s, Baseline) and s.stochastic for s in specs) or any(
-        s == "uniform" for s in specs if isinstance(s, str)
-    )
+    specs = [_recipe(s, caller) for s in specs]
+    needs_key = any(isinstance(s, Baseline) and s.stochastic for s in specs)
     keys = [None] * len(specs)
     if needs_key:
         _checks.check_key(key, caller, "a baseline is random")

@@ -74,9 +74,9 @@ def attribute(
     per_example_baseline = hasattr(baselines, "shape") and tuple(
         baselines.shape
     ) == tuple(inputs.shape)
-    keys = None if key is None else jax.random.split(key, n)
     if key is not None:
         _checks.check_key(key, caller, "the method is random")
+    keys = None if key is None else jax.random.split(key, n)
     extra = {} if baselines is None else {"baseline": baselines}
 
     def one(x, t, b, k):
