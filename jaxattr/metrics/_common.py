@@ -1,0 +1,214 @@
+"""Helpers shared by the metrics: heat-map reductions, substrates, scores, areas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxattr import _checks, filters, targets
+
+Array = jax.Array
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+#: Channel reductions `[H, W, C] -> [H, W]` (algorithms.md §0: IDG and GNL rank
+#: pixels by `|sum_c A|`, SmoothTaylor uses the signed sum).
+REDUCTIONS: dict[str, Callable[[Array], Array]] = {
+    "abs_sum": lambda a: jnp.abs(a.sum(-1)),
+    "sum": lambda a: a.sum(-1),
+    "sum_abs": lambda a: jnp.abs(a).sum(-1),
+    "max_abs": lambda a: jnp.abs(a).max(-1),
+    "l2": lambda a: jnp.sqrt((a * a).sum(-1)),
+}
+
+#: RISE's insertion blur (algorithms.md §8.1, §10): an 11x11 kernel, sigma 5.
+RISE_KLEN = 11
+RISE_NSIG = 5.0
+
+
+def check_image(x, caller: str, name: str = "x") -> Array:
+    x = _checks.check_input(x, caller, name)
+    if x.ndim != 3:
+        raise ValueError(
+            f"{caller}: {name} must be one image [H, W, C]; got shape"
+            f" {tuple(x.shape)}. Use jax.vmap for batches."
+        )
+    return x
+
+
+def check_attributions(a, x, caller: str) -> Array:
+    if not hasattr(a, "shape"):
+        raise TypeError(
+            f"{caller}: attributions must be an array; got {type(a).__name__}."
+        )
+    a = jnp.asarray(a)
+    if tuple(a.shape) not in (tuple(x.shape), tuple(x.shape[:2])):
+        raise ValueError(
+            f"{caller}: attributions must have the image's shape {tuple(x.shape)} or"
+            f" its spatial shape {tuple(x.shape[:2])}; got {tuple(a.shape)}."
+        )
+    return a.astype(x.dtype)
+
+
+def heatmap(a: Array, reduction, caller: str) -> Array:
+    """`[H, W, C]` (or an `[H, W]` map, returned as is) -> `[H, W]`."""
+    if a.ndim == 2:
+        return a
+    if callable(reduction):
+        return reduction(a)
+    _checks.check_choice(reduction, tuple(REDUCTIONS), caller, "reduction")
+    return REDUCTIONS[reduction](a)
+
+
+def rise_kernel(klen: int = RISE_KLEN, nsig: float = RISE_NSIG) -> np.ndarray:
+    """RISE's `gkern`: a `[klen, klen]` Dirac smoothed by scipy's `gaussian_filter`.
+
+    scipy's default `mode="reflect"` folds the Gaussian's tails back into the
+    `klen` taps, so the kernel sums to 1 but is *not* a truncated Gaussian (and not
+    `jaxattr.filters.gaussian_blur(sigma=5)`, whose radius is 20). Built here from
+    scipy's 1-D kernel with the same half-sample reflection (algorithms.md §8.1).
+    """
+    g = filters.gaussian_kernel1d(nsig)
+    r = (g.shape[0] - 1) // 2
+    k1 = np.zeros(klen)
+    for i in range(klen):
+        for t in range(-r, r + 1):
+            m = (i + t) % (2 * klen)
+            m = 2 * klen - 1 - m if m >= klen else m
+            if m == klen // 2:
+                k1[i] += g[t + r]
+    return np.outer(k1, k1)
+
+
+def rise_blur(x: Array, center, klen: int = RISE_KLEN, nsig: float = RISE_NSIG):
+    """RISE's blurred image in pixel space: `center + conv(x - center)`.
+
+    RISE blurs the *normalised* tensor with zero padding (`padding=klen // 2`);
+    since normalisation is affine per channel, that is the blur of `x - mean`
+    padded with zeros, shifted back by the mean colour `center` (`[C]`).
+    """
+    k = jnp.asarray(rise_kernel(klen, nsig), x.dtype)
+    c = x.shape[-1]
+    center = jnp.broadcast_to(jnp.asarray(center, x.dtype), (c,))
+    y = jax.lax.conv_general_dilated(
+        (x - center)[None],
+        jnp.tile(k[:, :, None, None], (1, 1, 1, c)),
+        window_strides=(1, 1),
+        padding=[(klen // 2, (klen - 1) // 2)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+        precision=jax.lax.Precision.HIGHEST,
+    )[0]
+    return y + center
+
+
+SUBSTRATES = ("mean", "black", "blur", "uniform")
+
+
+def substrate(spec, x: Array, mean, key, caller: str, name: str) -> Array:
+    """The image that pixels are moved to (deletion) or from (insertion).
+
+    `"mean"`: the colour `mean` (0 in normalised space, RISE's deletion default);
+    `"black"`: pixel 0; `"blur"`: `rise_blur(x, mean)`; `"uniform"`: U[0, 1) noise
+    (needs `key`); a scalar or array broadcasting to `x.shape`; or `x -> array`.
+    """
+    if isinstance(spec, str):
+        _checks.check_choice(spec, SUBSTRATES, caller, name)
+        if spec == "mean":
+            return jnp.broadcast_to(jnp.asarray(mean, x.dtype), x.shape)
+        if spec == "black":
+            return jnp.zeros_like(x)
+        if spec == "blur":
+            return rise_blur(x, mean)
+        _checks.check_key(key, caller, f"{name}='uniform' is random")
+        return jax.random.uniform(key, x.shape, x.dtype)
+    b = spec(x) if callable(spec) else spec
+    b = jnp.asarray(b, x.dtype)
+    try:
+        ok = np.broadcast_shapes(b.shape, x.shape) == tuple(x.shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{caller}: {name} must be one of {', '.join(map(repr, SUBSTRATES))}, a"
+            f" scalar, a callable or an array broadcasting to {tuple(x.shape)}; got"
+            f" shape {tuple(b.shape)}."
+        )
+    return jnp.broadcast_to(b, x.shape)
+
+
+def score_fn(model_fn, output: str, caller: str) -> Callable[[Array], Array]:
+    """`images [N, H, W, C] -> scores [N, K]` after the output transform."""
+    if not callable(model_fn):
+        raise TypeError(
+            f"{caller}: model_fn must be a batched model function [N, H, W, C] ->"
+            f" [N, K]; got {type(model_fn).__name__}."
+        )
+    _checks.check_choice(output, tuple(targets.OUTPUTS), caller, "output")
+    transform = targets.OUTPUTS[output]
+    return lambda imgs: transform(model_fn(imgs))
+
+
+def resolve_target(outputs_x: Array, target, caller: str) -> Array:
+    """`target` or, when None, the class predicted on the original image."""
+    if outputs_x.ndim != 1:
+        raise ValueError(
+            f"{caller}: model_fn must return [N, K] scores; got"
+            f" {tuple(outputs_x.shape)} per example."
+        )
+    if target is None:
+        return jnp.argmax(outputs_x)
+    if not _checks.is_traced(target):
+        t = np.asarray(target)
+        if t.ndim or not np.issubdtype(t.dtype, np.integer):
+            raise TypeError(
+                f"{caller}: target must be None or one integer class; got {t.dtype}"
+                f" array of shape {t.shape}."
+            )
+        if not 0 <= int(t) < outputs_x.shape[0]:
+            raise ValueError(
+                f"{caller}: target must be in [0, {outputs_x.shape[0]}); got {int(t)}."
+            )
+    return jnp.asarray(target)
+
+
+def rise_auc(curve: Array) -> Array:
+    """RISE's normalised trapezoid `(sum s - s_0 / 2 - s_n / 2) / n` (§8.1)."""
+    n = curve.shape[-1] - 1
+    return (curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2) / n
+
+
+def trapezoid_dx1(curve: Array) -> Array:
+    """Un-normalised trapezoid with dx = 1 (Quantus' `calculate_auc`, §8.1)."""
+    return curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2
+
+
+def simpson_dx1(y: Array) -> Array:
+    """Simpson's rule with dx = 1 along the last axis, as SmoothTaylor computed it.
+
+    Odd number of points: composite Simpson (scipy's `simpson`/`simps`). Even number:
+    the average of Simpson on the first `n - 1` points plus a trapezoid on the last
+    interval and a trapezoid on the first interval plus Simpson on the last `n - 1`
+    (scipy's `simps(even="avg")`, the default of the scipy SmoothTaylor used in
+    2020; algorithms.md §2.3). Two points: the trapezoid.
+    """
+    n = y.shape[-1]
+    if n == 1:
+        return jnp.zeros(y.shape[:-1], y.dtype)
+    if n == 2:
+        return (y[..., 0] + y[..., 1]) / 2
+
+    def odd(z):
+        w = np.ones(z.shape[-1])
+        w[1:-1:2] = 4
+        w[2:-1:2] = 2
+        return (z * jnp.asarray(w / 3, z.dtype)).sum(-1)
+
+    if n % 2:
+        return odd(y)
+    first = odd(y[..., :-1]) + (y[..., -2] + y[..., -1]) / 2
+    last = odd(y[..., 1:]) + (y[..., 0] + y[..., 1]) / 2
+    return (first + last) / 2
