@@ -5,10 +5,13 @@ from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
     NT_TYPES,
+    adaptive_noising,
+    distilled_gradient_aggregation,
     input_x_gradient,
     integrated_gradients,
     noise_tunnel,
     saliency,
+    smooth_taylor,
 )
 from jaxattr.targets import OUTPUTS, from_flax, scalar_output
 
@@ -18,8 +21,10 @@ __all__ = [
     "NT_TYPES",
     "OUTPUTS",
     "Attribution",
+    "adaptive_noising",
     "attribute",
     "baselines",
+    "distilled_gradient_aggregation",
     "engine",
     "filters",
     "from_flax",
@@ -29,4 +34,5 @@ __all__ = [
     "quadrature",
     "saliency",
     "scalar_output",
+    "smooth_taylor",
 ]

@@ -1,13 +1,18 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
 
+from jaxattr.methods.dga import distilled_gradient_aggregation
 from jaxattr.methods.gradient import input_x_gradient, saliency
 from jaxattr.methods.integrated_gradients import integrated_gradients
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
+from jaxattr.methods.smooth_taylor import adaptive_noising, smooth_taylor
 
 __all__ = [
     "NT_TYPES",
+    "adaptive_noising",
+    "distilled_gradient_aggregation",
     "input_x_gradient",
     "integrated_gradients",
     "noise_tunnel",
     "saliency",
+    "smooth_taylor",
 ]
