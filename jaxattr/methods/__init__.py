@@ -2,6 +2,13 @@
 
 from jaxattr.methods.dga import distilled_gradient_aggregation
 from jaxattr.methods.gradient import input_x_gradient, saliency
+from jaxattr.methods.guided import (
+    count_guided,
+    gnl_integrated_gradients,
+    guided,
+    guided_backprop,
+)
+from jaxattr.methods.idg import integrated_decision_gradients
 from jaxattr.methods.integrated_gradients import integrated_gradients
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
 from jaxattr.methods.smooth_taylor import adaptive_noising, smooth_taylor
@@ -10,7 +17,12 @@ __all__ = [
     "NT_TYPES",
     "adaptive_noising",
     "distilled_gradient_aggregation",
+    "count_guided",
+    "gnl_integrated_gradients",
+    "guided",
+    "guided_backprop",
     "input_x_gradient",
+    "integrated_decision_gradients",
     "integrated_gradients",
     "noise_tunnel",
     "saliency",

@@ -211,6 +211,8 @@ def _classify(jaxpr, const_of: dict, relu_in: set):
     for i, eqn in enumerate(jaxpr.eqns):
         name = eqn.primitive.name
         ins = eqn.invars
+        if name in ("max", "min", "reduce_window_max") and not _floating(eqn):
+            continue  # e.g. integer index clamps: never guided
         if (
             name in _CONST_PASSTHROUGH
             and ins
@@ -244,6 +246,11 @@ def _classify(jaxpr, const_of: dict, relu_in: set):
         elif name == "reduce_window_max":
             kinds[i] = ("max_pool", 0)
     return kinds, relu_out, const_of
+
+
+def _floating(eqn) -> bool:
+    dtypes = [getattr(v.aval, "dtype", None) for v in eqn.outvars]
+    return all(d is not None and jnp.issubdtype(d, jnp.floating) for d in dtypes)
 
 
 def _var(v, const) -> bool:
