@@ -18,6 +18,7 @@ MODEL = helpers.tiny_cnn(PARAMS)
 XS = jax.random.uniform(jax.random.key(1), (3, 8, 8, 3))
 TARGETS = jnp.array([0, 4, 7])
 RNG = np.random.default_rng(0)
+SIZE = 112  # Lite0 photo side: the real photo, smaller to keep the test fast
 
 
 def _conv(x, w, b, stride):
@@ -237,7 +238,7 @@ def test_efficientnet_lite0_photo_end_to_end_under_jit():
     from jaxattr import images
 
     model = models.load("efficientnet_lite0")
-    photo = images.default_images(["coffee"])[0]
+    photo = images.default_images(["coffee"], size=SIZE, resize=SIZE * 8 // 7)[0]
     x = jnp.asarray(photo.image)
     # Light XLA optimisation: the compile dominates this test's time.
     opts = {
