@@ -1,6 +1,7 @@
 """jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
 
 from jaxattr import baselines, engine, filters, quadrature
+from jaxattr import metrics as metrics
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
