@@ -57,7 +57,6 @@ _CONST_PASSTHROUGH = (
     "squeeze",
     "expand_dims",
     "copy",
-    "copy_p",
 )
 
 
