@@ -143,7 +143,8 @@ def smooth_taylor(
 
 
 class _SearchState(NamedTuple):
-    it: jax.Array  # iterations done
+    phase: jax.Array  # 0: evaluate sigma_init; 1: try sigma + lr; 2: sigma - lr
+    it: jax.Array  # steps done
     n_evals: jax.Array  # objective evaluations done (sets the next key)
     sigma: jax.Array
     lr: jax.Array
@@ -160,6 +161,7 @@ class _SearchState(NamedTuple):
 def _search(
     objective: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
     sigma_init,
+    heatmap_like,
     *,
     learning_rate,
     learning_decay,
@@ -169,69 +171,69 @@ def _search(
     """The authors' step rule (algorithms.md §2.2) as one `lax.while_loop`.
 
     `objective(sigma, i) -> (score, heatmap)` is called with the running evaluation
-    index `i` (0, 1, ...), from which the caller derives a fresh key. Each iteration
-    tries `|sigma + lr|`; only if that is worse than the current score does it
-    evaluate and move to `|sigma - lr|` (a `lax.cond`, so the second evaluation is
-    skipped when not needed, except under `vmap`, where both branches run). A step
-    worse than the current score decays `lr` by `learning_decay`; the
-    `max_stop + 1`-th consecutive worse step ends the search. The best (lowest)
-    score seen wins, including the initial one.
+    index `i` (0, 1, ...), from which the caller derives a fresh key. Each step
+    tries `|sigma + lr|`; only if that scores worse than the current `sigma` does it
+    evaluate and move to `|sigma - lr|`. A step that ends worse than the current
+    score decays `lr` by `learning_decay`; the `max_stop + 1`-th consecutive worse
+    step ends the search. The best (lowest) score seen wins, the initial one
+    included. The loop body evaluates the objective exactly once (a small state
+    machine over `phase`), so the objective is compiled once and, under `vmap`,
+    each iteration costs one evaluation per lane, not both branches of a `cond`.
     """
     sigma0 = jnp.asarray(sigma_init)
-    score0, heat0 = objective(sigma0, jnp.asarray(0, jnp.int32))
-    dtype = score0.dtype
+    score_aval, _ = jax.eval_shape(objective, sigma0, jnp.asarray(0, jnp.int32))
+    dtype = score_aval.dtype
     nan = jnp.full((max_iterations + 1,), jnp.nan, dtype)
+    inf = jnp.full((), jnp.inf, dtype)
+    zero = jnp.asarray(0, jnp.int32)
     state = _SearchState(
-        it=jnp.asarray(0, jnp.int32),
-        n_evals=jnp.asarray(1, jnp.int32),
+        phase=zero,
+        it=zero,
+        n_evals=zero,
         sigma=sigma0.astype(dtype),
         lr=jnp.asarray(learning_rate, dtype),
-        score=score0,
-        stop=jnp.asarray(0, jnp.int32),
+        score=inf,
+        stop=zero,
         done=jnp.asarray(False),
         best_sigma=sigma0.astype(dtype),
-        best_score=score0,
-        best_heatmap=heat0,
-        sigmas=nan.at[0].set(sigma0.astype(dtype)),
-        scores=nan.at[0].set(score0),
+        best_score=inf,
+        best_heatmap=jnp.zeros_like(heatmap_like),
+        sigmas=nan,
+        scores=nan,
     )
-    if max_iterations == 0:
-        return state
 
     def cond(s):
-        return (s.it < max_iterations) & ~s.done
+        return (s.phase == 0) | ((s.it < max_iterations) & ~s.done)
 
     def body(s):
-        up = jnp.abs(s.sigma + s.lr)
-        score_up, heat_up = objective(up, s.n_evals)
-        go_down = score_up > s.score
-
-        def down(_):
-            sigma = jnp.abs(s.sigma - s.lr)
-            score, heat = objective(sigma, s.n_evals + 1)
-            return sigma, score, heat
-
-        sigma, score, heat = jax.lax.cond(
-            go_down, down, lambda _: (up, score_up, heat_up), None
+        candidate = jnp.where(
+            s.phase == 0,
+            s.sigma,
+            jnp.where(s.phase == 1, jnp.abs(s.sigma + s.lr), jnp.abs(s.sigma - s.lr)),
         )
-        worse = score > s.score
+        score, heat = objective(candidate, s.n_evals)
+        first = s.phase == 0
+        retry = (s.phase == 1) & (score > s.score)  # up was worse: try down next
+        step = ~first & ~retry  # a step ends at `candidate`
+        worse = step & (score > s.score)
         done = worse & (s.stop >= max_stop)
-        lr = jnp.where(worse & ~done, s.lr * learning_decay, s.lr)
-        stop = jnp.where(worse, s.stop + 1, jnp.zeros_like(s.stop))
-        better = ~worse & (score < s.best_score)
+        better = first | (step & ~worse & (score < s.best_score))
+        index = jnp.where(first, 0, s.it + 1)
+        record = first | step
         return _SearchState(
-            it=s.it + 1,
-            n_evals=s.n_evals + 1 + go_down.astype(s.n_evals.dtype),
-            sigma=sigma,
-            lr=lr,
-            score=score,
-            stop=stop,
+            phase=jnp.where(retry, 2, 1).astype(jnp.int32),
+            it=s.it + step.astype(jnp.int32),
+            n_evals=s.n_evals + 1,
+            sigma=jnp.where(record, candidate, s.sigma),
+            lr=jnp.where(worse & ~done, s.lr * learning_decay, s.lr),
+            score=jnp.where(record, score, s.score),
+            stop=jnp.where(worse, s.stop + 1, jnp.where(step, 0, s.stop)),
             done=done,
-            best_sigma=jnp.where(better, sigma, s.best_sigma),
+            best_sigma=jnp.where(better, candidate, s.best_sigma),
             best_score=jnp.where(better, score, s.best_score),
             best_heatmap=jnp.where(better, heat, s.best_heatmap),
-            sigmas=s.sigmas.at[s.it + 1].set(sigma),
-            scores=s.scores.at[s.it + 1].set(score),
+            sigmas=jnp.where(record, s.sigmas.at[index].set(candidate), s.sigmas),
+            scores=jnp.where(record, s.scores.at[index].set(score), s.scores),
         )
 
     return jax.lax.while_loop(cond, body, state)
@@ -360,6 +362,7 @@ def adaptive_noising(
     s = _search(
         objective,
         jnp.asarray(sigma_init, x.dtype),
+        x,
         learning_rate=learning_rate,
         learning_decay=learning_decay,
         max_stop=max_stop,

