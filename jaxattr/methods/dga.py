@@ -312,8 +312,8 @@ def distilled_gradient_aggregation(
       gradient per step, no bias bookkeeping. (For clamps like ReLU6 it also
       counts the saturation level as an implicit bias.)
     * `ufg="explicit"`: `B = <b, g> + bias_fn(x~)`, where `bias_fn(x) -> scalar`
-      is the caller's `sum_l <b_l, df/db_l>` (e.g. from
-      `jaxattr.models.bias_terms` and the gradients at the perturbations);
+      is the caller's `sum_l <b_l, df/db_l>` (`model_bias_fn(model, target)`
+      builds it for the `jaxattr.models` ports);
     * `ufg="auto"` (default): the shortcut when `non_piecewise_linear_ops(f, x)`
       finds no nonlinear operation on `x`; otherwise the explicit route if
       `bias_fn` is given, else a `ValueError` naming the operations found (e.g. a
@@ -387,3 +387,44 @@ def distilled_gradient_aggregation(
     (_, total), (values, kept) = jax.lax.scan(body, (x, jnp.zeros_like(x)), steps)
     nan = jnp.full((), jnp.nan, x.dtype)
     return Attribution(total, nan, {"values": values, "kept": kept})
+
+
+def model_bias_fn(model, target, *, variables=None) -> Callable:
+    """`bias_fn` for a `jaxattr.models` port: the explicit FullGrad bias total.
+
+    For the logit of `target` at one example `x` (`[H, W, 3]` pixels),
+    `B(x) = <grad_{x_n} logit, normalise(0)> + sum_l <b_l, grad_{h_l} logit>`, where
+    `x_n = normalise(x)` (the input normalisation is affine, so its offset counts as
+    a bias) and `h_l` are the outputs of the bias layers (the ports' perturbations,
+    with `jaxattr.models.bias_terms`, §7.7). Use it with `ufg="explicit"`.
+
+    Args:
+      model: a `jaxattr.models.Model`.
+      target: the class (int, may be traced).
+      variables: the model's variables, e.g. traced ones inside `jit`; default
+        `model.variables`.
+    """
+    from jaxattr.models import bias_terms
+
+    module = model.module
+
+    def bias_fn(x):
+        vs = model.variables if variables is None else variables
+        xn = model.normalise(x[None])
+        _, state = module.apply(vs, xn, mutable=["perturbations"])
+        pert = state["perturbations"]
+
+        def logit(xn, pert):
+            return module.apply({**vs, "perturbations": pert}, xn)[0, target]
+
+        g_xn, g_pert = jax.grad(logit, argnums=(0, 1))(xn, pert)
+        biases = bias_terms(vs, pert, bn_epsilon=module.bn_epsilon)
+        total = sum(
+            jnp.sum(g * b.reshape((1,) * (g.ndim - 1) + (-1,)))
+            for g, b in zip(
+                jax.tree.leaves(g_pert), jax.tree.leaves(biases), strict=True
+            )
+        )
+        return total + jnp.vdot(g_xn, model.normalise(jnp.zeros_like(xn)))
+
+    return bias_fn

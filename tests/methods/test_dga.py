@@ -265,3 +265,36 @@ def test_lite0_end_to_end_under_jit():
     np.testing.assert_allclose(r.aux["values"][0], f_x, rtol=1e-4)
     assert float(r.aux["kept"][0]) == pytest.approx(0.9, abs=0.01)  # EPC at n=0
     assert float(r.aux["values"][1]) < float(f_x)  # extreme positives removed
+
+
+def test_explicit_route_on_a_model_port_matches_the_shortcut():
+    from jaxattr import models
+
+    model = models.load("cifar_resnet20", weights="random")
+    rng = np.random.default_rng(0)
+
+    def perturb(path, leaf):  # non-trivial biases and BatchNorm statistics
+        name = path[-1].key
+        if name in ("bias", "mean"):
+            return jnp.asarray(rng.normal(0, 0.1, leaf.shape), leaf.dtype)
+        if name in ("scale", "var"):
+            return jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape), leaf.dtype)
+        return leaf
+
+    variables = jax.tree_util.tree_map_with_path(perturb, model.variables)
+    x = jax.random.uniform(jax.random.key(2), (32, 32, 3))
+
+    @jax.jit
+    def both(variables, x):
+        f = jaxattr.scalar_output(lambda z: model.apply(variables, z), 3)
+        bias_fn = dga.model_bias_fn(model, 3, variables=variables)
+        short = dga.uniform_fullgrad(f, x)
+        full = dga.uniform_fullgrad(f, x, ufg="explicit", bias_fn=bias_fn)
+        return short, full, bias_fn(x)
+
+    short, full, bias = both(variables, x)
+    scale = float(jnp.abs(short.attributions).max())
+    np.testing.assert_allclose(full.attributions, short.attributions, atol=1e-4 * scale)
+    f_x = float(short.aux["f_x"])
+    assert abs(float(full.delta)) < 1e-4 * max(1.0, abs(f_x))
+    assert abs(float(bias)) > 1e-2 * abs(f_x)  # the bias terms matter here
