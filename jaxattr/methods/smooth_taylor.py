@@ -117,7 +117,8 @@ def smooth_taylor(
       `Attribution` with `attributions [*x.shape]`; `delta = sum(attributions) -
       (f(x) - mean_i f(z_i))`, the first-order Taylor residual (0 for an affine
       `f`; SmoothTaylor has no completeness property, §2.5); `aux` with `sigma`
-      (absolute), `values [n_roots]` (`f(z_i)`) and `f_x`.
+      (absolute), `values [n_roots]` (`f(z_i)`), `f_x` and `f_baseline` (the
+      mean root value, the "baseline" of that delta).
 
     Raises:
       TypeError, ValueError: for a bad `x`, a non-`None` baseline, both noise
@@ -133,10 +134,10 @@ def smooth_taylor(
     eps = _draw_noise(x, key, noise, n_roots, caller)
     attributions, values = _smooth_taylor(f, x, eps, sigma, batch_size)
     f_x = f(x)
-    delta = attributions.sum() - (f_x - values.mean())
-    return Attribution(
-        attributions, delta, {"sigma": sigma, "values": values, "f_x": f_x}
-    )
+    f_roots = values.mean()
+    delta = attributions.sum() - (f_x - f_roots)
+    aux = {"sigma": sigma, "values": values, "f_x": f_x, "f_baseline": f_roots}
+    return Attribution(attributions, delta, aux)
 
 
 # ----------------------------------------------------------------- adaptive noising

@@ -54,6 +54,8 @@ def test_quadratic_closed_form_and_relative_sigma():
     # f(x) - f(z) = grad f(z).(x - z) + 1/2 (x - z)^T A (x - z) exactly.
     delta = -0.5 * s * s * (a * eps**2).sum(axis=(1, 2)).mean()
     assert float(r.delta) == pytest.approx(delta, rel=1e-4)
+    f_roots = np.mean([float(f(jnp.asarray(x + s * e))) for e in eps])
+    assert float(r.aux["f_baseline"]) == pytest.approx(f_roots, rel=1e-5)
 
 
 def test_sigma_to_zero_limit():
