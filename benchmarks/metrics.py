@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def torch_lite0(state_dict):
     """EfficientNet-Lite0 in PyTorch (NCHW), TensorFlow SAME padding, ReLU6, no SE."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
-    sd = {k: torch.as_tensor(v) for k, v in state_dict.items()}
+    sd = {k: torch.tensor(np.asarray(v)) for k, v in state_dict.items()}
     stages = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
               (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
 
