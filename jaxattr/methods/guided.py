@@ -49,7 +49,7 @@ from jaxattr.base import Attribution
 from jaxattr.methods.integrated_gradients import integrated_gradients
 
 MAX_POOL_RULES = ("positive", "sign_mask", "none")
-_INLINED = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat")
+_INLINED = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
 _CONST_PASSTHROUGH = (
     "convert_element_type",
     "broadcast_in_dim",

@@ -154,6 +154,26 @@ def test_relu6_forms_and_unchanged_operations():
         assert sum(jaxattr.count_guided(f, z).values()) == 0
 
 
+def test_scope_checkpoint_is_guided_control_flow_is_not():
+    w = jnp.array([1.0, -2.0, 3.0])
+    x = jnp.array([1.0, 2.0, -1.0])
+
+    def remat(v):
+        return jax.checkpoint(lambda u: jnp.sum(w * jax.nn.relu(u)))(v)
+
+    def scanned(v):
+        y, _ = jax.lax.scan(lambda c, _: (jax.nn.relu(c), None), v, None, length=2)
+        return jnp.sum(w * y)
+
+    np.testing.assert_array_equal(jax.grad(jaxattr.guided(remat))(x), [1, 0, 0])
+    assert jaxattr.count_guided(remat, x)["relu"] == 1
+    # ReLUs inside scan/while/cond keep their gradient (documented scope).
+    np.testing.assert_array_equal(
+        jax.grad(jaxattr.guided(scanned))(x), jax.grad(scanned)(x)
+    )
+    assert jaxattr.count_guided(scanned, x)["relu"] == 0
+
+
 def test_bad_options_name_the_argument():
     with pytest.raises(ValueError, match="max_pool must be one of.*'avg'"):
         jaxattr.guided(MODEL, max_pool="avg")
