@@ -28,7 +28,8 @@ Scope (algorithms.md §11b.6, decided): every ReLU and ReLU6 reached through pla
 code, `jit`/`pjit` calls and `checkpoint` (inlined) is guided; ReLUs inside other
 custom-derivative functions (`custom_jvp`/`custom_vjp` other than `jax.nn.relu`,
 `relu6`) and inside control flow (`scan`, `while`, `cond`) keep their ordinary
-gradient, as do `where(z > 0, z, 0)`-style ReLUs and global `reduce_max`.
+gradient, as do `where(z > 0, z, 0)`-style ReLUs, global `reduce_max` and integer
+`max`/`min` (index clamps).
 `count_guided(f, *args)` reports how many operations of each kind were changed, so
 the scope can be checked on a given model (the GNL authors' hooks missed the
 functional ReLUs of GoogLeNet, §4.3). Forward values are bit-equal to `f` because
