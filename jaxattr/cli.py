@@ -29,14 +29,22 @@ import numpy as np
 
 import jaxattr
 
-METHODS = (
-    "integrated_gradients",
-    "saliency",
-    "input_x_gradient",
-    "smoothgrad",
-    "smoothgrad_sq",
-    "vargrad",
-)
+# Method name -> the number of steps `--n-steps` defaults to ("" where it has none).
+METHODS = {
+    "integrated_gradients": 64,
+    "gnl_integrated_gradients": 64,
+    "integrated_decision_gradients": 64,
+    "distilled_gradient_aggregation": 30,
+    "saliency": "",
+    "input_x_gradient": "",
+    "guided_backprop": "",
+    "smoothgrad": "",
+    "smoothgrad_sq": "",
+    "vargrad": "",
+    "smooth_taylor": "",
+    "adaptive_noising": "",
+}
+PATH_METHODS = ("integrated_gradients", "gnl_integrated_gradients")
 FIELDS = (
     "file",
     "model",
@@ -71,18 +79,29 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--weights", default="default", help="path or URL; default: packaged"
     )
-    e.add_argument("--method", default="integrated_gradients", choices=METHODS)
+    e.add_argument("--method", default="integrated_gradients", choices=tuple(METHODS))
     e.add_argument("--out", default="jaxattr-out", help="output folder")
     e.add_argument("--target", default="predicted", help="'predicted' or a class index")
     e.add_argument("--output", default="logit", choices=tuple(jaxattr.OUTPUTS))
-    e.add_argument("--n-steps", type=int, default=64, help="IG gradient evaluations")
+    e.add_argument(
+        "--n-steps",
+        type=int,
+        help="path steps (default: 64 for IG, GNL-IG, IDG; 30 DGA)",
+    )
     e.add_argument("--rule", default="gausslegendre", choices=jaxattr.quadrature.RULES)
     e.add_argument(
         "--baseline", default="black", choices=tuple(jaxattr.baselines.NAMED)
     )
     e.add_argument("--batch-size", type=int, default=8, help="path nodes per chunk")
-    e.add_argument("--nt-samples", type=int, default=16, help="noise tunnel samples")
-    e.add_argument("--stdev-spread", type=float, default=0.15)
+    e.add_argument(
+        "--nt-samples", type=int, default=16, help="noisy samples / SmoothTaylor roots"
+    )
+    e.add_argument(
+        "--stdev-spread", type=float, help="noise as a fraction of the range"
+    )
+    e.add_argument(
+        "--max-iterations", type=int, default=5, help="adaptive noising search steps"
+    )
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-figures", action="store_true", help="write the table only")
     e.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -91,20 +110,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _method(args) -> tuple[callable, dict]:
     """The library function and its keyword arguments for `--method`."""
-    if args.method == "integrated_gradients":
-        kw = dict(n_steps=args.n_steps, method=args.rule, batch_size=args.batch_size)
-        return functools.partial(
-            jaxattr.integrated_gradients, baseline=args.baseline
-        ), kw
-    if args.method in ("saliency", "input_x_gradient"):
-        return getattr(jaxattr, args.method), {}
-    kw = dict(
-        nt_type=args.method,
-        nt_samples=args.nt_samples,
-        stdev_spread=args.stdev_spread,
-        nt_samples_batch_size=args.batch_size,
-    )
-    return functools.partial(jaxattr.noise_tunnel, jaxattr.saliency), kw
+    m = args.method
+    chunk = dict(batch_size=args.batch_size)
+    spread = {} if args.stdev_spread is None else dict(stdev_spread=args.stdev_spread)
+    if m in PATH_METHODS + (
+        "integrated_decision_gradients",
+        "distilled_gradient_aggregation",
+    ):
+        with_baseline = functools.partial(getattr(jaxattr, m), baseline=args.baseline)
+    if m in PATH_METHODS:
+        return with_baseline, dict(n_steps=args.n_steps, method=args.rule, **chunk)
+    if m == "integrated_decision_gradients":
+        return with_baseline, dict(n_steps=args.n_steps, n_coarse=args.n_steps, **chunk)
+    if m == "distilled_gradient_aggregation":
+        return with_baseline, dict(n_steps=args.n_steps)
+    if m in jaxattr.NT_TYPES:
+        kw = dict(nt_type=m, nt_samples=args.nt_samples, **spread)
+        kw["nt_samples_batch_size"] = args.batch_size
+        return functools.partial(jaxattr.noise_tunnel, jaxattr.saliency), kw
+    if m == "smooth_taylor":
+        return jaxattr.smooth_taylor, dict(n_roots=args.nt_samples, **spread, **chunk)
+    if m == "adaptive_noising":
+        kw = dict(n_roots=args.nt_samples, max_iterations=args.max_iterations, **chunk)
+        return jaxattr.adaptive_noising, kw
+    return getattr(jaxattr, m), {}
 
 
 def _inputs(paths: list[str], size: int, resize: int):
@@ -168,8 +197,10 @@ def explain(args) -> int:
         raise UsageError(
             f"--target must be 'predicted' or a class index; got {args.target!r}"
         )
-    for name in ("n_steps", "batch_size", "nt_samples"):
-        if getattr(args, name) < 1:
+    if args.n_steps is None:
+        args.n_steps = METHODS[args.method] or None
+    for name in ("n_steps", "batch_size", "nt_samples", "max_iterations"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(
                 f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}"
             )
@@ -197,9 +228,9 @@ def explain(args) -> int:
         model=args.model,
         method=args.method,
         output=args.output,
-        n_steps=args.n_steps if args.method == "integrated_gradients" else "",
-        rule=args.rule if args.method == "integrated_gradients" else "",
-        baseline=args.baseline if args.method == "integrated_gradients" else "",
+        n_steps=args.n_steps or "",
+        rule=args.rule if args.method in PATH_METHODS else "",
+        baseline=args.baseline if "baseline" in getattr(method, "keywords", {}) else "",
     )
 
     # The model function is an argument (a pytree holding the weights), not a
@@ -213,6 +244,12 @@ def explain(args) -> int:
         result = method(f, x, key=key, **kwargs)
         return predicted, probs[predicted], target, result
 
+    # Trace once before writing anything: a method that refuses these settings (e.g.
+    # DGA's shortcut on a softmax output) fails here, with nothing written.
+    try:
+        run.lower(model.fn, jnp.asarray(inputs[0][1]), jax.random.key(args.seed))
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--method {args.method}: {str(err).splitlines()[0]}") from err
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done = _done_rows(out)
@@ -287,8 +324,10 @@ def _figure(out, stem, image, result, model, predicted, prob, args, delta) -> st
     from jaxattr import viz
 
     note = args.method
-    if args.method == "integrated_gradients":
-        note += f", {args.n_steps} {args.rule} steps, baseline {args.baseline}, delta {delta:.3g}"
+    if args.n_steps:
+        note += f", {args.n_steps} steps"
+    if args.method in PATH_METHODS:
+        note += f" ({args.rule}), baseline {args.baseline}, delta {delta:.3g}"
     fig, _ = viz.explanation_figure(
         image,
         np.asarray(result.attributions),

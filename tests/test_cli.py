@@ -99,3 +99,28 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, photos, cap
         cli.main(["explain", "--out", str(tmp_path / "o"), "--model", "resnet7"]) == 2
     )
     assert "known names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "method", [m for m in cli.METHODS if m != "integrated_gradients"]
+)
+def test_every_method_runs(method, photos, tmp_path):
+    out = tmp_path / "out"
+    extra = ["--nt-samples", "2", "--max-iterations", "1", "--no-figures"]
+    argv = ["explain", str(photos / "a.png"), "--out", str(out), "--method", method]
+    assert cli.main([*argv, *FAST, *extra]) == 0
+    (row,) = read_rows(out)
+    assert row["method"] == method and 0 <= int(row["predicted_index"]) < 10
+
+
+def test_a_method_refusing_the_settings_is_a_one_line_error(photos, tmp_path, capsys):
+    argv = ["explain", str(photos), "--out", str(tmp_path / "o"), *FAST]
+    code = cli.main(
+        [*argv, "--method", "distilled_gradient_aggregation", "--output", "softmax"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "jaxattr explain: error: --method distilled_gradient_aggregation"
+    )
+    assert "\n" not in err and not (tmp_path / "o").exists()
