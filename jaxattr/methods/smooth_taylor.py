@@ -240,28 +240,26 @@ def _search(
     return jax.lax.while_loop(cond, body, state)
 
 
-def _default_score_fn(caller, score_kwargs):
-    try:
-        from jaxattr import metrics
-    except ImportError:
-        metrics = None
-    aupc = getattr(metrics, "aupc", None)
-    if aupc is None:
-        raise ValueError(
-            f"{caller}: score_fn is required: the default, jaxattr.metrics.aupc, is not"
-            " available in this installation; pass score_fn(f, x, attributions, key)"
-            " -> scalar (lower is better)."
+def _named_score_fn(name, caller, score_kwargs):
+    """The score function for `score_fn="aupc"` or `"autvc"` (§2.3), lower is better."""
+    from jaxattr import metrics
+
+    if name == "autvc":
+        return lambda f, x, attributions, key: (
+            metrics.autvc(attributions, **score_kwargs).score
         )
 
-    def score_fn(f, x, attributions, key):
+    def aupc_score(f, x, attributions, key):
         # aupc scores a batched model [N, ...] -> [N, K]; f is the explained scalar.
         def model_fn(images):
             return jax.vmap(f)(images)[:, None]
 
-        result = aupc(model_fn, x, attributions, key=key, target=0, **score_kwargs)
+        result = metrics.aupc(
+            model_fn, x, attributions, key=key, target=0, **score_kwargs
+        )
         return result.score
 
-    return score_fn
+    return aupc_score
 
 
 def adaptive_noising(
@@ -270,7 +268,7 @@ def adaptive_noising(
     baseline=None,
     *,
     key=None,
-    score_fn: Callable | None = None,
+    score_fn: Callable | str = "aupc",
     score_kwargs: dict | None = None,
     n_roots: int = 150,
     batch_size: int | None = 50,
@@ -304,11 +302,12 @@ def adaptive_noising(
       x: one example, e.g. `[H, W, C]`.
       baseline: must be `None` (as `smooth_taylor`).
       key: PRNG key (required).
-      score_fn: `score_fn(f, x, attributions, key) -> scalar`, lower is better
-        (AUPC or AUTVC, §2.3). Default: AUPC of `f` itself
-        (`jaxattr.metrics.aupc` with `f` as a one-output model, logit scores).
-      score_kwargs: keyword arguments of the default AUPC (e.g. `num_regions`,
-        `batch_size`); only with `score_fn=None`.
+      score_fn: what the search minimises (§2.3): `"aupc"` (default: AUPC of `f`
+        itself, `jaxattr.metrics.aupc` with `f` as a one-output model), `"autvc"`
+        (`jaxattr.metrics.autvc` of the heat map), or a function
+        `score_fn(f, x, attributions, key) -> scalar`, lower is better.
+      score_kwargs: keyword arguments of the named score (e.g. AUPC's
+        `num_regions`, `batch_size`); only with `"aupc"` or `"autvc"`.
       n_roots: roots per SmoothTaylor run (static).
       batch_size: roots per chunk (static).
       sigma_init: initial absolute noise level (traced); default `mean(|x|)`.
@@ -334,11 +333,12 @@ def adaptive_noising(
         max_iterations, caller, "max_iterations", minimum=0
     )
     _checks.check_scalar_fn(f, x, caller)
-    if score_fn is None:
-        score_fn = _default_score_fn(caller, dict(score_kwargs or {}))
+    if isinstance(score_fn, str):
+        _checks.check_choice(score_fn, ("aupc", "autvc"), caller, "score_fn")
+        score_fn = _named_score_fn(score_fn, caller, dict(score_kwargs or {}))
     elif score_kwargs:
         raise ValueError(
-            f"{caller}: score_kwargs configure the default AUPC only; expected"
+            f"{caller}: score_kwargs configure a named score only; expected"
             f" score_kwargs=None with a custom score_fn, got {score_kwargs!r}."
         )
     elif not callable(score_fn):

@@ -339,6 +339,20 @@ def test_adaptive_noising_default_score_is_aupc():
     assert int(r.aux["n_evaluations"]) == 1
 
 
+def test_adaptive_noising_can_minimise_autvc():
+    x = jax.random.uniform(jax.random.key(1), (32, 32, 3))
+    f = jaxattr.scalar_output(SMOOTH, 2)
+    r = jax.jit(
+        lambda x: jaxattr.adaptive_noising(
+            f, x, key=KEY, n_roots=2, max_iterations=0, score_fn="autvc"
+        )
+    )(x)
+    expected = jaxattr.metrics.autvc(r.attributions).score
+    assert float(r.aux["score"]) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="score_fn must be one of 'aupc', 'autvc'"):
+        jaxattr.adaptive_noising(f, x, key=KEY, score_fn="tv")
+
+
 # ------------------------------------------------------------------ EfficientNet-Lite0
 
 
