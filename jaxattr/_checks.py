@@ -33,6 +33,16 @@ def check_input(x, caller: str, name: str = "x") -> jax.Array:
     return jnp.asarray(x)
 
 
+def broadcasts_to(shape, target_shape) -> bool:
+    """Whether an array of `shape` broadcasts to `target_shape` without changing it."""
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target_shape)) == tuple(
+            target_shape
+        )
+    except ValueError:
+        return False
+
+
 def check_static_int(value, caller: str, name: str, minimum: int = 1) -> int:
     """Returns `value` as an int >= `minimum`; it must be a Python int (static)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

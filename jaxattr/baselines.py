@@ -123,11 +123,7 @@ def _one(spec, x, key, caller) -> jax.Array:
         b = np.asarray(b)
     if not (jnp.issubdtype(b.dtype, jnp.number) or b.dtype == bool):
         raise TypeError(f"{caller}: baseline must be numeric; got dtype {b.dtype}.")
-    try:
-        ok = np.broadcast_shapes(b.shape, x.shape) == tuple(x.shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    if not _checks.broadcasts_to(b.shape, x.shape):
         raise ValueError(
             f"{caller}: baseline must broadcast to x.shape {tuple(x.shape)}; got shape"
             f" {tuple(b.shape)}. Methods explain one example: drop the batch axis, or"

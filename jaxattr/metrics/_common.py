@@ -127,11 +127,7 @@ def substrate(spec, x: Array, mean, key, caller: str, name: str) -> Array:
         return jax.random.uniform(key, x.shape, x.dtype)
     b = spec(x) if callable(spec) else spec
     b = jnp.asarray(b, x.dtype)
-    try:
-        ok = np.broadcast_shapes(b.shape, x.shape) == tuple(x.shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    if not _checks.broadcasts_to(b.shape, x.shape):
         raise ValueError(
             f"{caller}: {name} must be one of {', '.join(map(repr, SUBSTRATES))}, a"
             f" scalar, a callable or an array broadcasting to {tuple(x.shape)}; got"
