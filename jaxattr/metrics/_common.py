@@ -39,16 +39,22 @@ def check_image(x, caller: str, name: str = "x") -> Array:
     return x
 
 
-def check_attributions(a, x, caller: str) -> Array:
+def check_attributions(a, x, caller: str, *, spatial: bool = True) -> Array:
+    """`a` as an array of `x.shape` (or, with `spatial`, of `x.shape[:2]`)."""
     if not hasattr(a, "shape"):
         raise TypeError(
             f"{caller}: attributions must be an array; got {type(a).__name__}."
         )
     a = jnp.asarray(a)
-    if tuple(a.shape) not in (tuple(x.shape), tuple(x.shape[:2])):
+    if spatial and tuple(a.shape) not in (tuple(x.shape), tuple(x.shape[:2])):
         raise ValueError(
             f"{caller}: attributions must have the image's shape {tuple(x.shape)} or"
             f" its spatial shape {tuple(x.shape[:2])}; got {tuple(a.shape)}."
+        )
+    if not spatial and a.shape != x.shape:
+        raise ValueError(
+            f"{caller}: attributions must have x's shape {tuple(x.shape)}; got"
+            f" {tuple(a.shape)}."
         )
     return a.astype(x.dtype)
 

@@ -52,12 +52,7 @@ def completeness(
     """
     caller = "completeness"
     x = _checks.check_input(x, caller)
-    a = jnp.asarray(attributions)
-    if a.shape != x.shape:
-        raise ValueError(
-            f"{caller}: attributions must have x's shape {tuple(x.shape)}; got"
-            f" {tuple(a.shape)}."
-        )
+    a = _common.check_attributions(attributions, x, caller, spatial=False)
     _checks.check_scalar_fn(f, x, caller)
     if isinstance(baseline, (list, tuple)):
         raise TypeError(

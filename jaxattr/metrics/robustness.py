@@ -270,12 +270,7 @@ def infidelity(
     """
     caller = "infidelity"
     x = _checks.check_input(x, caller)
-    a = jnp.asarray(attributions)
-    if a.shape != x.shape:
-        raise ValueError(
-            f"{caller}: attributions must have x's shape {tuple(x.shape)}; got"
-            f" {tuple(a.shape)}."
-        )
+    a = _common.check_attributions(attributions, x, caller, spatial=False)
     _checks.check_key(key, caller, "perturbations are random")
     _checks.check_scalar_fn(f, x, caller)
     n = _checks.check_static_int(n_perturb_samples, caller, "n_perturb_samples")
