@@ -8,6 +8,7 @@ from jaxattr.methods import (
     adaptive_noising,
     count_guided,
     distilled_gradient_aggregation,
+    expected_gradients,
     gnl_integrated_gradients,
     guided,
     guided_backprop,
@@ -17,6 +18,7 @@ from jaxattr.methods import (
     noise_tunnel,
     saliency,
     smooth_taylor,
+    split_integrated_gradients,
 )
 from jaxattr.targets import OUTPUTS, from_flax, scalar_output
 
@@ -32,6 +34,7 @@ __all__ = [
     "count_guided",
     "distilled_gradient_aggregation",
     "engine",
+    "expected_gradients",
     "filters",
     "from_flax",
     "gnl_integrated_gradients",
@@ -46,4 +49,5 @@ __all__ = [
     "saliency",
     "scalar_output",
     "smooth_taylor",
+    "split_integrated_gradients",
 ]

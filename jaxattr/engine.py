@@ -7,7 +7,8 @@ sum over nodes `alpha_k` of a path `gamma`:
 
 with `c_k = weights_k` by default, or `weight_fn(weights, values, slopes)` when a
 method re-weights nodes from quantities known along the path (IDG's slope
-weighting, left-IG's masking). `path_integral` evaluates this in chunks of
+weighting). Each node may carry a vector of `m` weights: the pass then returns `m`
+integrals for the price of one (Split-IG's left and right parts). `path_integral` evaluates this in chunks of
 `batch_size` nodes: one `vmap` of `jax.value_and_grad` per chunk, accumulated in
 a carry, so that peak memory grows with the chunk and not with the number of
 nodes (Captum's `internal_batch_size`; algorithms.md §10). The outputs
@@ -31,7 +32,6 @@ from jaxattr import _checks
 
 Array = jax.Array
 PyTree = Any
-
 
 
 def chunked_sum(
@@ -104,7 +104,8 @@ class PathIntegral(NamedTuple):
     """Output of `path_integral`.
 
     Attributes:
-      integral: `sum_k c_k grad f(gamma_k) * gamma'_k`, shape of a path point.
+      integral: `sum_k c_k grad f(gamma_k) * gamma'_k`, shape of a path point, or
+        `[m, *point]` for `[n, m]` weights.
       values: `[n]` outputs `f(gamma(alpha_k))` along the path.
       slopes: `[n]` derivatives `dF/dalpha = <grad f(gamma_k), gamma'_k>`.
     """
@@ -112,6 +113,17 @@ class PathIntegral(NamedTuple):
     integral: Array
     values: Array
     slopes: Array
+
+
+def straight_lines(x: Array, refs: Array) -> Callable[[Array, Array], Array]:
+    """`path(alpha, i) = refs[i] + alpha * (x - refs[i])`: the straight lines from
+    each reference `refs [K, *x.shape]` to `x`, for `path_integral` with the
+    reference index `i` as the node argument."""
+
+    def path(alpha, i):
+        return refs[i] + alpha * (x - refs[i])
+
+    return path
 
 
 def path_integral(
@@ -133,7 +145,8 @@ def path_integral(
       f: maps one path point to a scalar.
       path: `path(alpha)` or, with `node_args`, `path(alpha, node_arg)` -> a point.
       alphas: `[n]` nodes (`n` static).
-      weights: `[n]` quadrature weights.
+      weights: `[n]` quadrature weights, or `[n, m]` for `m` integrals in one
+        pass (e.g. the same rule masked to two parts of the path).
       node_args: optional pytree with leading axis `[n]`, one entry per node (e.g.
         the index of the baseline a node belongs to).
       weight_fn: optional `weight_fn(weights, values, slopes) -> c`, applied per
@@ -153,7 +166,8 @@ def path_integral(
         value, grad = jax.value_and_grad(f)(point)
         slope = jnp.vdot(grad, velocity)
         c = weight if weight_fn is None else weight_fn(weight, value, slope)
-        return c.astype(grad.dtype) * grad * velocity, (value, slope)
+        c = c.astype(grad.dtype).reshape(c.shape + (1,) * grad.ndim)
+        return c * (grad * velocity), (value, slope)
 
     args = node_args if node_args is not None else jnp.zeros_like(alphas)
     integral, (values, slopes) = chunked_sum(

@@ -127,3 +127,43 @@ def test_noise_tunnel_with_a_fixed_noise_tensor(nt_type, monkeypatch):
         n_steps=16,
     )
     assert rel_err(ours.attributions, from_torch(ref)[0]) < 1e-4
+
+
+@pytest.mark.parametrize("stdevs", [0.0, 0.05])
+def test_expected_gradients_is_gradient_shap(stdevs, monkeypatch):
+    """Same references, alphas and noise: Captum draws the reference indices with
+    np.random.choice, then the alphas with np.random.uniform, and the noise with
+    torch.normal; we replay those draws into jaxattr."""
+    n_samples, x = 6, X[:1]
+    refs = np.asarray(jax.random.uniform(jax.random.key(5), (4, *x.shape[1:])))
+    eps = np.asarray(jax.random.normal(jax.random.key(6), (n_samples, *x.shape[1:])))
+    np.random.seed(11)
+    indices = np.random.choice(refs.shape[0], n_samples)
+    alphas = np.random.uniform(0.0, 1.0, n_samples)
+    assert len(set(indices.tolist())) > 1  # several references are exercised
+
+    def fixed_normal(mean, std, *args, **kwargs):
+        return std * to_torch(eps)
+
+    monkeypatch.setattr(torch, "normal", fixed_normal)
+    np.random.seed(11)
+    ref = captum_attr.GradientShap(TORCH_MODEL).attribute(
+        to_torch(x),
+        baselines=to_torch(refs),
+        target=TARGETS[0],
+        n_samples=n_samples,
+        stdevs=stdevs,
+    )
+    f = jaxattr.scalar_output(JAX_MODEL, TARGETS[0])
+    ours = jaxattr.expected_gradients(
+        f,
+        jnp.asarray(x[0]),
+        jnp.asarray(refs),
+        n_samples=n_samples,
+        stdevs=stdevs,
+        indices=jnp.asarray(indices),
+        alphas=jnp.asarray(alphas, jnp.float32),
+        noise=jnp.asarray(eps),
+        batch_size=4,
+    )
+    assert rel_err(ours.attributions, from_torch(ref)[0]) < 1e-4

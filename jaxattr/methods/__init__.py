@@ -1,6 +1,7 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
 
 from jaxattr.methods.dga import distilled_gradient_aggregation
+from jaxattr.methods.expected_gradients import expected_gradients
 from jaxattr.methods.gradient import input_x_gradient, saliency
 from jaxattr.methods.guided import (
     count_guided,
@@ -12,12 +13,14 @@ from jaxattr.methods.idg import integrated_decision_gradients
 from jaxattr.methods.integrated_gradients import integrated_gradients
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
 from jaxattr.methods.smooth_taylor import adaptive_noising, smooth_taylor
+from jaxattr.methods.split_ig import split_integrated_gradients
 
 __all__ = [
     "NT_TYPES",
     "adaptive_noising",
-    "distilled_gradient_aggregation",
     "count_guided",
+    "distilled_gradient_aggregation",
+    "expected_gradients",
     "gnl_integrated_gradients",
     "guided",
     "guided_backprop",
@@ -27,4 +30,5 @@ __all__ = [
     "noise_tunnel",
     "saliency",
     "smooth_taylor",
+    "split_integrated_gradients",
 ]

@@ -65,12 +65,9 @@ def integrated_gradients(
     node_weights = jnp.asarray(np.tile(weights, n_refs) / n_refs, dtype)
     node_refs = jnp.asarray(np.repeat(np.arange(n_refs), n_steps))
 
-    def path(alpha, i):
-        return refs[i] + alpha * (x - refs[i])
-
     result = engine.path_integral(
         f,
-        path,
+        engine.straight_lines(x, refs),
         node_alphas,
         node_weights,
         node_args=node_refs,
