@@ -30,6 +30,7 @@ Decisions (algorithms.md §7.5, §10 "AGI", §3.4):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -48,10 +49,11 @@ def even_classes(n_outputs: int, n_classes: int) -> np.ndarray:
     return np.arange(0, n_outputs - 1, max(n_outputs // n_classes, 1), dtype=np.int32)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def random_classes(key, n_outputs: int, n_classes: int, target) -> jax.Array:
     """`n_classes` distinct classes drawn uniformly among the `K - 1` others than
     `target` (which may be traced); reproducible for a given `key`."""
-    j = jax.random.choice(key, n_outputs - 1, (n_classes,), replace=False)
+    j = jax.random.permutation(key, n_outputs - 1)[:n_classes]
     return (j + (j >= target)).astype(jnp.int32)
 
 
@@ -120,12 +122,11 @@ def _resolve_classes(classes, n_classes, selection, key, n_outputs, target, call
                 f"{caller}: classes must be a 1-D array of at least one class index;"
                 f" got shape {tuple(c.shape)}."
             )
-        if not _checks.is_traced(classes):
-            if c.min() < 0 or c.max() >= n_outputs:
-                raise ValueError(
-                    f"{caller}: classes must be in [0, {n_outputs}) for a model with"
-                    f" {n_outputs} outputs; got {c.tolist()}."
-                )
+        if not _checks.is_traced(classes) and (c.min() < 0 or c.max() >= n_outputs):
+            raise ValueError(
+                f"{caller}: classes must be in [0, {n_outputs}) for a model with"
+                f" {n_outputs} outputs; got {c.tolist()}."
+            )
         return jnp.asarray(c, jnp.int32)
     n_classes = _checks.check_static_int(n_classes, caller, "n_classes")
     if n_classes > n_outputs - 1:
