@@ -92,9 +92,9 @@ def _guided_path(f, x, ref, n_steps, fraction, max_dist, max_inner):
             gamma = jnp.where(
                 stuck, inf, (current - target) / jnp.where(stuck, 1, l1_s)
             )
-            gamma = jnp.maximum(gamma, zero)  # never move away from x (rounding)
-            # gamma == 1 lands on x_max exactly (PAIR: up to rounding), so the
-            # last step ends exactly at x.
+            gamma = jnp.maximum(gamma, zero)  # rounding must not move back
+            # gamma == 1 lands on x_max exactly (PAIR: up to rounding); the path
+            # ends at x up to an ulp where the two L1 sums round differently.
             stepped = jnp.where(gamma >= 1, x_max, xc + (x_max - xc) * gamma)
             xc = jnp.where(chosen & ~close, stepped, xc)
             acc = acc + (xc - x_old) * g
