@@ -13,14 +13,23 @@ same structure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["adaptive_avg_pool", "batch_norm", "bias_terms", "conv", "dense", "max_pool"]
+__all__ = [
+    "FullGradInputs",
+    "adaptive_avg_pool",
+    "batch_norm",
+    "bias_terms",
+    "conv",
+    "dense",
+    "fullgrad_model",
+    "max_pool",
+]
 
 PoolFn = Callable[..., jax.Array]
 ActFn = Callable[[jax.Array], jax.Array]
@@ -145,3 +154,103 @@ def bias_terms(
         return out
 
     return walk(perturbations, params, stats, "")
+
+
+class FullGradInputs(NamedTuple):
+    """What :func:`jaxattr.methods.fullgrad.full_gradients` needs for one example.
+
+    ``f(x, z)``: pixels ``[H, W, 3]`` in [0, 1] and the perturbation tree -> the
+    target's logit; ``zeros``: the perturbation tree (zeros, unbatched layer-output
+    shapes); ``biases``: the effective biases, ``[C]`` per leaf; ``baseline``: the
+    pixels at which the model's input normalisation gives zero (``[3]``, e.g. the
+    ImageNet mean), so that the input term is the authors' ``x_n * grad_{x_n}``.
+    """
+
+    f: Callable[[jax.Array, Any], jax.Array]
+    zeros: Any
+    biases: Any
+    baseline: jax.Array
+
+
+def _affine_zero(normalise: Callable[[jax.Array], jax.Array], channels: int):
+    """``x0`` with ``normalise(x0) == 0`` for a per-channel affine ``normalise``."""
+    with jax.ensure_compile_time_eval():  # concrete even inside jit
+        n0, n1, n2 = (
+            np.asarray(normalise(jnp.full((1, 1, 1, channels), v, jnp.float32)))
+            .reshape(channels)
+            .astype(np.float64)
+            for v in (0.0, 1.0, 2.0)
+        )
+    scale = n1 - n0
+    if not (
+        bool(np.all(scale != 0))
+        and bool(np.allclose(n2 - n1, scale, rtol=1e-5, atol=1e-6))
+    ):
+        raise ValueError(
+            "fullgrad_model: the model's normalise is not a per-channel affine map"
+            " a * x + c with a != 0; FullGrad's decomposition needs its offset"
+        )
+    return jnp.asarray(-n0 / scale, jnp.float32)
+
+
+def fullgrad_model(
+    model: Any,
+    target: Any,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> FullGradInputs:
+    """FullGrad's ``(f, zeros, biases, baseline)`` for a ``jaxattr.models`` port.
+
+    >>> fg = fullgrad_model(model, target=207)
+    >>> out = full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
+
+    ``f(x, z)`` is the logit of ``target`` for ONE unbatched image ``x`` ``[H, W,
+    3]`` of pixels in [0, 1] (the model's normalisation inside, as ``Model.fn``),
+    with ``z`` added at the output of every bias-adding layer (convolutions with a
+    bias, eval-mode BatchNorms, dense layers; see :func:`bias_terms`). The model's
+    affine normalisation is folded into ``baseline`` (pixels mapping to zero), so
+    ``<grad_x f, x - baseline> + sum_l <grad_{z_l} f, b_l> == f(x, 0)`` for ReLU /
+    max-pool ports.
+
+    Args:
+      model: a :class:`jaxattr.models.Model` (uses ``module``, ``variables``,
+        ``normalise`` and ``input_size``).
+      target: the class index (a Python int or a traced integer, so ``vmap`` over
+        targets works).
+      input_shape: ``(H, W, 3)`` of the images to explain; default
+        ``(*model.input_size, 3)``. The perturbation shapes depend on it.
+      variables: the model's variables (e.g. traced ones inside ``jit``, to avoid
+        baking the weights in as constants); default ``model.variables``.
+    """
+    module = model.module
+    vs = model.variables if variables is None else variables
+    normalise = model.normalise
+    if input_shape is None:
+        input_shape = (*model.input_size, 3)
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"fullgrad_model: input_shape must be (H, W, C); got {input_shape}"
+        )
+    batch = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    _, state = jax.eval_shape(
+        lambda v, x: module.apply(v, normalise(x), mutable=["perturbations"]),
+        vs,
+        batch,
+    )
+    pert_shapes = state["perturbations"]
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape[1:], s.dtype), pert_shapes)
+    biases = bias_terms(vs, pert_shapes, bn_epsilon=module.bn_epsilon)
+    baseline = _affine_zero(normalise, input_shape[-1])
+
+    def f(x: jax.Array, z: Any) -> jax.Array:
+        if x.ndim != 3:
+            raise ValueError(
+                f"fullgrad_model: f takes one image [H, W, C]; got shape {x.shape}"
+            )
+        pert = jax.tree.map(lambda a: a[None], z)
+        logits = module.apply({**vs, "perturbations": pert}, normalise(x[None]))
+        return logits[0, target]
+
+    return FullGradInputs(f, zeros, biases, baseline)
