@@ -227,8 +227,9 @@ def adversarial_gradient_integration(
             )
     eps = jnp.asarray(eps, x.dtype)
 
-    def probs_fn(z):
-        return jax.nn.softmax(logits_fn(z))
+    def probs_fn(z):  # (softmax, logits): argmax on logits, as the authors
+        logits = logits_fn(z)
+        return jax.nn.softmax(logits), logits
 
     if target is None:
         target = jnp.argmax(logits_fn(x))
@@ -257,8 +258,8 @@ def adversarial_gradient_integration(
 
         def body(state):
             k, xk, acc, _ = state
-            probs, pull = jax.vjp(probs_fn, xk)
-            hit = jnp.argmax(probs) == t
+            probs, pull, logits = jax.vjp(probs_fn, xk, has_aux=True)
+            hit = jnp.argmax(logits) == t
             (g_t,) = pull(one_hot_t.astype(probs.dtype))
             (g_c,) = pull(one_hot_c.astype(probs.dtype))
             start = x if from_original else xk
@@ -273,8 +274,8 @@ def adversarial_gradient_integration(
 
         init = (jnp.zeros((), jnp.int32), x, jnp.zeros_like(x), ~used)
         k, x_end, acc, _ = jax.lax.while_loop(cond, body, init)
-        probs_end = probs_fn(x_end)
-        end_class = jnp.argmax(probs_end).astype(jnp.int32)
+        probs_end, logits_end = probs_fn(x_end)
+        end_class = jnp.argmax(logits_end).astype(jnp.int32)
         return {
             "attributions": acc,
             "iterations": k,
@@ -291,7 +292,7 @@ def adversarial_gradient_integration(
     acc = per.pop("attributions")
     nan_if_invalid = jnp.where(valid, 1.0, jnp.nan).astype(x.dtype)
     attributions = acc.sum(0) * nan_if_invalid
-    prob_x = probs_fn(x)[target]
+    prob_x = probs_fn(x)[0][target]
     change = jnp.where(per["used"], prob_x - per["prob_end"], 0.0).sum()
     delta = attributions.sum() - change.astype(x.dtype)
     aux = {

@@ -31,10 +31,11 @@ def mlp_logits(z):
 
 @jax.jit
 def _probs_and_grads(z, t, c):
-    probs = jax.nn.softmax(logits_fn(z))
+    logits = logits_fn(z)
+    probs = jax.nn.softmax(logits)
     g_t = jax.grad(lambda u: jax.nn.softmax(logits_fn(u))[t])(z)
     g_c = jax.grad(lambda u: jax.nn.softmax(logits_fn(u))[c])(z)
-    return probs, g_t, g_c
+    return probs, g_t, g_c, logits
 
 
 def np_agi(x, target, classes, eps, max_iter, from_original, clip):
@@ -46,12 +47,12 @@ def np_agi(x, target, classes, eps, max_iter, from_original, clip):
     for t in classes:
         if t == target:  # skipped, as the authors' `continue`
             iterations.append(0)
-            ends.append(int(np.argmax(_probs_and_grads(x, 0, 0)[0])))
+            ends.append(int(np.argmax(_probs_and_grads(x, 0, 0)[3])))
             continue
         xk, k = x.copy(), 0
         for _ in range(max_iter):
-            probs, g_t, g_c = map(np.asarray, _probs_and_grads(xk, t, target))
-            if np.argmax(probs) == t:
+            _, g_t, g_c, logits = map(np.asarray, _probs_and_grads(xk, t, target))
+            if np.argmax(logits) == t:
                 break
             start = x if from_original else xk
             nxt = start + eps * np.sign(g_t)
@@ -59,9 +60,9 @@ def np_agi(x, target, classes, eps, max_iter, from_original, clip):
                 nxt = np.clip(nxt, *clip)
             total += -g_c * (nxt - start)
             xk, k = nxt.astype(np.float32), k + 1
-        probs_end = np.asarray(_probs_and_grads(xk, 0, 0)[0])
+        probs_end, _, _, logits_end = _probs_and_grads(xk, 0, 0)
         iterations.append(k)
-        ends.append(int(np.argmax(probs_end)))
+        ends.append(int(np.argmax(logits_end)))
         change += p_x - float(probs_end[target])
     return total, np.array(iterations), np.array(ends), total.sum() - change
 
@@ -160,17 +161,26 @@ def test_linear_model_from_original_stays_one_step_away():
 
 
 def test_delta_shrinks_with_the_step_on_the_cumulative_path():
+    # Cumulative path: sum(attributions) telescopes to softmax_c(x) - softmax_c(x_end)
+    # up to a first-order error (about 1.7 % and 0.4 % of the change here).
     smooth = helpers.tiny_cnn(PARAMS, act=jax.nn.softplus)
     lf = lambda z: smooth(z[None])[0]
-    deltas = []
-    for eps, iters in ((0.02, 10), (0.002, 100)):
+    ratios = []
+    for eps, iters in ((0.02, 10), (0.005, 40)):
         r = adversarial_gradient_integration(
             lf, XS[1], 2, classes=jnp.array([5]), eps=eps, max_iter=iters
         )
         change = float(r.aux["prob_x"] - r.aux["prob_end"][0])
-        assert abs(change) > 1e-3
-        deltas.append(abs(float(r.delta)) / abs(change))
-    assert deltas[1] < 0.3 * deltas[0] and deltas[1] < 0.05
+        assert abs(change) > 1e-2
+        ratios.append(abs(float(r.delta)) / abs(change))
+    assert ratios[1] < 0.5 * ratios[0] and ratios[1] < 0.01
+    # From the original image the increments do not telescope: delta is of the
+    # order of the attributions themselves, not a discretisation error.
+    fo = adversarial_gradient_integration(
+        lf, XS[1], 2, classes=jnp.array([5]), eps=0.02, max_iter=10,
+        from_original=True,
+    )  # fmt: skip
+    assert abs(float(fo.delta)) > 0.3 * abs(float(fo.attributions.sum()))
 
 
 def test_class_selection():
