@@ -164,8 +164,10 @@ def adversarial_gradient_integration(
     `g_t = grad softmax_t(x_k)` and `g_c = grad softmax_c(x_k)`, then
     `x_{k+1} = clip(s + eps * sign(g_t))` with `s = x_k` (cumulative path, default)
     or `s = x` (`from_original=True`, the authors' code), and the attribution gains
-    `-g_c * (x_{k+1} - s)`. Cost: at most `n * (max_iter + 1)` forwards and
-    `2 n max_iter` backwards (§9).
+    `-g_c * (x_{k+1} - s)`. Cost per false class: at most `max_iter + 2` forwards
+    and `2 (max_iter + 1)` backwards (the iteration that detects the hit computes
+    its unused gradients, and the end point gets one forward for `aux`); the
+    authors' code needs `max_iter + 1` and `2 max_iter` (§9).
 
     Args:
       logits_fn: maps ONE unbatched example to logits `[K]` (`K >= 2`); softmax is
@@ -194,8 +196,8 @@ def adversarial_gradient_integration(
       telescopes to that difference up to the first-order error of the signed
       steps, so `delta` measures the discretisation error. With
       `from_original=True` the increments do not telescope (each is a whole
-      displacement from `x`), so `delta` is no completeness error: it grows with
-      the iterations taken. `aux` (per false class, `[n]`): `classes`, `used`
+      displacement from `x`), so `delta` is no completeness error: expect it of
+      the order of the attributions themselves (it is kept for the common type). `aux` (per false class, `[n]`): `classes`, `used`
       (not the target), `iterations` (gradient steps taken), `reached` (the end
       point is classified as `t`), `end_class` (argmax at the end point),
       `prob_end` (`softmax_c` at the end point), `per_class` (sum of the class's
