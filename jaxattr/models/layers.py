@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "FullGradInputs",
+    "Relu6Bias",
     "adaptive_avg_pool",
     "batch_norm",
     "bias_terms",
@@ -29,6 +30,7 @@ __all__ = [
     "dense",
     "fullgrad_model",
     "max_pool",
+    "relu6_with_bias",
 ]
 
 PoolFn = Callable[..., jax.Array]
@@ -156,6 +158,68 @@ def bias_terms(
     return walk(perturbations, params, stats, "")
 
 
+#: Name prefix (Flax auto-naming) of the :class:`Relu6Bias` submodules.
+RELU6_PREFIX = "Relu6Bias_"
+RELU6_LEVEL = 6.0
+
+
+class Relu6Bias(nn.Module):
+    """ReLU6 whose saturation level is an explicit FullGrad bias.
+
+    ``min(relu(y), level + z)`` with ``z = perturb('level.out', 0)``: the same values as
+    ``relu6`` (exactly), but the constant ``level`` (6) that a saturated unit passes on
+    becomes a bias ``[C]`` with its own gradient, so that the full-gradient
+    decomposition stays complete (``grad_z f * level`` is the unit's share of the
+    output). Created inline by :func:`relu6_with_bias`.
+    """
+
+    level: float = RELU6_LEVEL
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> jax.Array:
+        t = self.perturb("level" + OUT_SUFFIX, jnp.full(y.shape, self.level, y.dtype))
+        return jnp.minimum(jax.nn.relu(y), t)
+
+
+def relu6_with_bias(y: jax.Array) -> jax.Array:
+    """``act_fn`` for the ports: ReLU6 as a :class:`Relu6Bias` submodule of the module
+    that calls it (Flax adopts modules built inside a compact method)."""
+    return Relu6Bias()(y)
+
+
+def _fullgrad_biases(
+    variables: Mapping[str, Any], perturbations: Mapping[str, Any], bn_epsilon: float
+) -> dict[str, Any]:
+    """:func:`bias_terms`, plus ``level`` ``[C]`` for the :class:`Relu6Bias` entries."""
+
+    def split(pert):
+        layers_, clamps = {}, {}
+        for key, value in pert.items():
+            if key.startswith(RELU6_PREFIX):
+                clamps[key] = {
+                    k: jnp.full(v.shape[-1:], RELU6_LEVEL, v.dtype)
+                    for k, v in value.items()
+                }
+            elif isinstance(value, Mapping):
+                sub_layers, sub_clamps = split(value)
+                if sub_layers:
+                    layers_[key] = sub_layers
+                if sub_clamps:
+                    clamps[key] = sub_clamps
+            else:
+                layers_[key] = value
+        return layers_, clamps
+
+    def merge(a, b):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = merge(out[key], value) if key in out else value
+        return out
+
+    plain, clamps = split(perturbations)
+    return merge(bias_terms(variables, plain, bn_epsilon=bn_epsilon), clamps)
+
+
 class FullGradInputs(NamedTuple):
     """What :func:`jaxattr.methods.fullgrad.full_gradients` needs for one example.
 
@@ -199,6 +263,7 @@ def fullgrad_model(
     *,
     input_shape: tuple[int, int, int] | None = None,
     variables: Mapping[str, Any] | None = None,
+    relu6_bias: bool | None = None,
 ) -> FullGradInputs:
     """FullGrad's ``(f, zeros, biases, baseline)`` for a ``jaxattr.models`` port.
 
@@ -222,8 +287,24 @@ def fullgrad_model(
         ``(*model.input_size, 3)``. The perturbation shapes depend on it.
       variables: the model's variables (e.g. traced ones inside ``jit``, to avoid
         baking the weights in as constants); default ``model.variables``.
+      relu6_bias: treat ReLU6's saturation level as a bias (:class:`Relu6Bias`; the
+        module is cloned with ``act_fn=relu6_with_bias``, same outputs). ReLU6 is
+        piecewise linear but not homogeneous: a saturated unit passes on the
+        constant 6, an implicit bias that the explicit biases miss (for the trained
+        EfficientNet-Lite0 it is larger than the logit itself). ``None`` (default):
+        when the module's ``act_fn`` is ``relu6``; ``False``: explicit biases only,
+        as the authors' code (whose completeness check then fails).
     """
     module = model.module
+    act_fn = getattr(module, "act_fn", None)
+    if relu6_bias is None:
+        relu6_bias = act_fn is jax.nn.relu6
+    if relu6_bias:
+        if act_fn is None:
+            raise ValueError(
+                "fullgrad_model: relu6_bias=True needs a module with an act_fn field"
+            )
+        module = module.clone(act_fn=relu6_with_bias)
     vs = model.variables if variables is None else variables
     normalise = model.normalise
     if input_shape is None:
@@ -241,7 +322,7 @@ def fullgrad_model(
     )
     pert_shapes = state["perturbations"]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape[1:], s.dtype), pert_shapes)
-    biases = bias_terms(vs, pert_shapes, bn_epsilon=module.bn_epsilon)
+    biases = _fullgrad_biases(vs, pert_shapes, module.bn_epsilon)
     baseline = _affine_zero(normalise, input_shape[-1])
 
     def f(x: jax.Array, z: Any) -> jax.Array:
