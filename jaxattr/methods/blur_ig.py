@@ -93,7 +93,15 @@ def blur_integrated_gradients(
       `int(4 sigma + 0.5)` grows; the exact derivative ignores these jumps, the
       forward difference sees one only if a node lies within `grad_step` below it.
 
-    Either way `delta` shrinks as `n_steps` grows (the sum is first order).
+    Either way `delta` shrinks as `n_steps` grows (the sum is first order). Two
+    properties of PAIR's discretisation show in `delta` and are kept for parity:
+    the first node, sigma 0, contributes nothing (scipy's kernel is the identity
+    for sigma < 0.125, so its derivative there is 0), so the change
+    `f(x) - f(L(x, sigma_1))` over the first interval is missing from the sum;
+    and the truncated kernel's jumps make the path discontinuous, which the exact
+    derivative ignores (its `delta` keeps the sum of the jumps in `f`, ~1e-4 of
+    `f(x) - f(baseline)` on the tests' tiny CNN), while the forward difference
+    smears each jump over `grad_step` and so counts it on average.
 
     Args:
       f: maps one `[H, W, C]` image to a scalar (see `jaxattr.scalar_output`).

@@ -34,6 +34,11 @@ def analytic_f(z):
     return jnp.sum(a * jnp.tanh(2 * z)) + jnp.sum(b * z[..., 0] * z[..., -1])
 
 
+def jitted(f, x, **kwargs):
+    """The method under `jax.jit`: one compilation instead of op-by-op dispatch."""
+    return jax.jit(lambda z: blur_integrated_gradients(f, z, **kwargs))(x)
+
+
 def pair_blur_ig(f, x, **kwargs):
     """PAIR's GetMask, with the jax gradients of `f` as its model (batch_size 1)."""
 
@@ -73,14 +78,12 @@ def test_pair_parity_float32_tiny_cnn_and_chunks():
     x = XS[0]
     for sqrt in (False, True):
         ref = pair_blur_ig(f, x, max_sigma=4, steps=20, grad_step=0.01, sqrt=sqrt)
-        r = blur_integrated_gradients(f, x, max_sigma=4.0, n_steps=20, sqrt=sqrt)
+        r = jitted(f, x, max_sigma=4.0, n_steps=20, sqrt=sqrt)
         # float32: scipy and the matrix blur round differently, and the forward
         # difference divides that by grad_step (measured ~3e-5 of the max).
         scale = np.abs(ref).max()
         np.testing.assert_allclose(r.attributions, ref, rtol=0, atol=3e-4 * scale)
-    chunked = blur_integrated_gradients(
-        f, x, max_sigma=4.0, n_steps=20, sqrt=True, batch_size=7
-    )
+    chunked = jitted(f, x, max_sigma=4.0, n_steps=20, sqrt=True, batch_size=7)
     np.testing.assert_allclose(
         chunked.attributions, r.attributions, rtol=0, atol=1e-6 * scale
     )
@@ -91,11 +94,11 @@ def test_exact_derivative_is_the_limit_of_the_forward_difference():
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(2).uniform(size=(9, 12, 2)))
         kw = {"max_sigma": 5.0, "n_steps": 10}
-        exact = blur_integrated_gradients(analytic_f, x, grad_step=None, **kw)
+        exact = jitted(analytic_f, x, grad_step=None, **kw)
         scale = float(jnp.abs(exact.attributions).max())
         errors = []
         for step in (1e-2, 1e-4, 1e-6):
-            fd = blur_integrated_gradients(analytic_f, x, grad_step=step, **kw)
+            fd = jitted(analytic_f, x, grad_step=step, **kw)
             errors.append(float(jnp.abs(fd.attributions - exact.attributions).max()))
         assert errors[0] > 1e-4 * scale  # grad_step matters at all ...
         # ... and its error is first order in grad_step.
@@ -110,9 +113,7 @@ def test_completeness_improves_with_steps(grad_step):
     x = XS[1]
     deltas = []
     for n in (4, 16, 64):
-        r = blur_integrated_gradients(
-            f, x, max_sigma=3.0, n_steps=n, grad_step=grad_step
-        )
+        r = jitted(f, x, max_sigma=3.0, n_steps=n, grad_step=grad_step)
         deltas.append(abs(float(r.delta)))
     gap = abs(float(r.aux["f_x"] - r.aux["f_baseline"]))
     assert gap > 1e-2
