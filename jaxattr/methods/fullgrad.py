@@ -40,7 +40,8 @@ Decisions:
 * `delta` is the completeness error of the decomposition, `<grad_x f, x - x0> +
   sum_l <grad_{h_l} f, b_l> - f(x)`: 0 up to rounding for piecewise-linear networks
   without implicit biases. A clamp such as ReLU6 has one where it saturates (the
-  constant 6), which shows up in `delta`.
+  constant 6), which shows up in `delta` unless it is given as a bias
+  (`fullgrad_model` does so for ReLU6 ports by default, `relu6_bias`).
 """
 
 from __future__ import annotations

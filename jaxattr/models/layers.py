@@ -314,6 +314,7 @@ def fullgrad_model(
         raise ValueError(
             f"fullgrad_model: input_shape must be (H, W, C); got {input_shape}"
         )
+    baseline = _affine_zero(normalise, input_shape[-1])
     batch = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     _, state = jax.eval_shape(
         lambda v, x: module.apply(v, normalise(x), mutable=["perturbations"]),
@@ -323,7 +324,6 @@ def fullgrad_model(
     pert_shapes = state["perturbations"]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape[1:], s.dtype), pert_shapes)
     biases = _fullgrad_biases(vs, pert_shapes, module.bn_epsilon)
-    baseline = _affine_zero(normalise, input_shape[-1])
 
     def f(x: jax.Array, z: Any) -> jax.Array:
         if x.ndim != 3:

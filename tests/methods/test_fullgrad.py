@@ -53,10 +53,10 @@ def _conv(x, w):
     )[0]
 
 
-def tiny_f(target):
+def tiny_f(target, act=jax.nn.relu):
     def f(x, z):
-        h = jax.nn.relu(_conv(x, P["w1"]) + P["b1"] + z["conv1"])
-        h = jax.nn.relu(_conv(h, P["w2"]) + P["b2"] + z["conv2"])
+        h = act(_conv(x, P["w1"]) + P["b1"] + z["conv1"])
+        h = act(_conv(h, P["w2"]) + P["b2"] + z["conv2"])
         out = jnp.dot(h.mean(axis=(0, 1)), P["w3"], precision=HIGH) + P["b3"] + z["fc"]
         return out[target]
 
@@ -93,13 +93,21 @@ def reference_saliency(f, x, z, biases, align_corners, post="fullgrad"):
     return cam
 
 
+@pytest.mark.parametrize("linear", [False, True], ids=["relu", "linear"])
 @pytest.mark.parametrize("align_corners", [True, False])
 @pytest.mark.parametrize("post", ["fullgrad", "raw"])
-def test_saliency_matches_numpy_torch_reference(align_corners, post):
-    f = tiny_f(2)
+def test_saliency_matches_numpy_torch_reference(align_corners, post, linear):
+    # The linear net has no zero gradients, so psi's min subtraction matters.
+    f = tiny_f(2, act=(lambda v: v) if linear else jax.nn.relu)
+    if linear:
+        gz = jax.grad(f, argnums=1)(X16, Z)
+        assert np.abs(np.asarray(gz["conv2"]) * P["b2"]).min() > 1e-6
     out = full_gradients(f, X16, Z, BIASES, post=post, align_corners=align_corners)
     ref = reference_saliency(f, X16, Z, BIASES, align_corners, post)
     assert out.attributions.shape == (16, 16)
+    if align_corners and post == "fullgrad":  # the default is the authors' code
+        default = full_gradients(f, X16, Z, BIASES)
+        np.testing.assert_array_equal(default.attributions, out.attributions)
     np.testing.assert_allclose(out.attributions, ref, rtol=1e-5, atol=1e-6)
     # The maps differ between conventions and posts, so the comparison can fail.
     other = reference_saliency(f, X16, Z, BIASES, not align_corners, post)
@@ -332,3 +340,14 @@ def test_errors():
         full_gradients(f, X16, Z, BIASES, jnp.zeros((4,)))
     with pytest.raises(ValueError, match="no leaves"):
         full_gradients(f, X16, {}, {})
+
+
+def test_bridge_errors():
+    model = PORTS["vgg"]()
+    with pytest.raises(ValueError, match="not a per-channel affine"):
+        fullgrad_model(SimpleNamespace(**{**vars(model), "normalise": jnp.square}), 0)
+    with pytest.raises(ValueError, match="input_shape must be"):
+        fullgrad_model(model, 0, input_shape=(32, 32))
+    fg = fullgrad_model(model, 0)
+    with pytest.raises(ValueError, match="one image"):
+        fg.f(jnp.zeros((1, 32, 32, 3)), fg.zeros)
