@@ -60,6 +60,7 @@ def blur_integrated_gradients(
     grad_step: float | None = 0.01,
     sqrt: bool = False,
     batch_size: int | None = None,
+    key=None,
 ) -> Attribution:
     """Blur IG: Integrated Gradients along a path of ever weaker Gaussian blurs.
 
@@ -114,6 +115,8 @@ def blur_integrated_gradients(
       sqrt: square-root spacing of the blur levels (PAIR's `sqrt`; static).
       batch_size: path nodes per chunk (static): peak memory grows with it, not
         with `n_steps`; `None` runs all nodes at once.
+      key: unused (Blur IG is deterministic); accepted for the common calling
+        convention (`jaxattr.attribute` passes one).
 
     Returns:
       `Attribution` with `attributions` of `x.shape`, `delta = sum(attributions) -
@@ -129,6 +132,7 @@ def blur_integrated_gradients(
         `batch_size` not a Python int >= 1, `sqrt` not a bool, or `f` not
         returning a scalar.
     """
+    del key
     caller = "blur_integrated_gradients"
     x = _checks.check_input(x, caller)
     if x.ndim != 3:
