@@ -33,8 +33,14 @@ import jaxattr
 METHODS = {
     "integrated_gradients": 64,
     "gnl_integrated_gradients": 64,
+    "split_integrated_gradients": 64,
     "integrated_decision_gradients": 64,
+    "guided_integrated_gradients": 200,
+    "blur_integrated_gradients": 100,
+    "expected_gradients": 50,
     "distilled_gradient_aggregation": 30,
+    "adversarial_gradient_integration": "",
+    "fullgrad": "",
     "saliency": "",
     "input_x_gradient": "",
     "guided_backprop": "",
@@ -44,7 +50,20 @@ METHODS = {
     "smooth_taylor": "",
     "adaptive_noising": "",
 }
-PATH_METHODS = ("integrated_gradients", "gnl_integrated_gradients")
+# Methods with a quadrature rule, and methods that take --baseline.
+PATH_METHODS = (
+    "integrated_gradients",
+    "gnl_integrated_gradients",
+    "split_integrated_gradients",
+)
+BASELINE_METHODS = (
+    *PATH_METHODS,
+    "integrated_decision_gradients",
+    "guided_integrated_gradients",
+    "distilled_gradient_aggregation",
+)
+# Methods that need the whole model rather than one scalar output.
+MODEL_METHODS = ("adversarial_gradient_integration", "fullgrad")
 FIELDS = (
     "file",
     "model",
@@ -86,11 +105,24 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--n-steps",
         type=int,
-        help="path steps (default: 64 for IG, GNL-IG, IDG; 30 DGA)",
+        help="path steps or samples (default: 64 for IG, GNL-IG, Split-IG, IDG;"
+        " 200 Guided IG; 100 Blur IG; 50 Expected Gradients; 30 DGA)",
     )
     e.add_argument("--rule", default="gausslegendre", choices=jaxattr.quadrature.RULES)
     e.add_argument(
         "--baseline", default="black", choices=tuple(jaxattr.baselines.NAMED)
+    )
+    e.add_argument(
+        "--split",
+        default="relative",
+        choices=("relative", "idg"),
+        help="split_integrated_gradients: Miglani's relative threshold or IDG's LIG",
+    )
+    e.add_argument(
+        "--side",
+        default="left",
+        choices=("left", "right"),
+        help="split_integrated_gradients: the part to show",
     )
     e.add_argument("--batch-size", type=int, default=8, help="path nodes per chunk")
     e.add_argument(
@@ -108,39 +140,71 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _method(args) -> tuple[callable, dict]:
-    """The library function and its keyword arguments for `--method`."""
+def _method(args, model, references) -> callable:
+    """`call(model_fn, x, target, key) -> Attribution` for `--method`.
+
+    `model` is the loaded `jaxattr.models.Model` and `references` `[R, H, W, 3]` the
+    background set of `expected_gradients`.
+    """
     m = args.method
-    chunk = dict(batch_size=args.batch_size)
-    spread = {} if args.stdev_spread is None else dict(stdev_spread=args.stdev_spread)
-    if m in PATH_METHODS + (
-        "integrated_decision_gradients",
-        "distilled_gradient_aggregation",
-    ):
-        with_baseline = functools.partial(getattr(jaxattr, m), baseline=args.baseline)
+    chunk = {"batch_size": args.batch_size}
+    spread = {} if args.stdev_spread is None else {"stdev_spread": args.stdev_spread}
+    kw = {"baseline": args.baseline} if m in BASELINE_METHODS else {}
     if m in PATH_METHODS:
-        return with_baseline, dict(n_steps=args.n_steps, method=args.rule, **chunk)
-    if m == "integrated_decision_gradients":
-        return with_baseline, dict(n_steps=args.n_steps, n_coarse=args.n_steps, **chunk)
-    if m == "distilled_gradient_aggregation":
-        return with_baseline, dict(n_steps=args.n_steps)
-    if m in jaxattr.NT_TYPES:
-        kw = dict(nt_type=m, nt_samples=args.nt_samples, **spread)
+        kw.update(n_steps=args.n_steps, method=args.rule, **chunk)
+    fn = getattr(jaxattr, m, None)
+    if m == "split_integrated_gradients":
+        kw.update(definition=args.split, side=args.side)
+    elif m == "integrated_decision_gradients":
+        kw.update(n_steps=args.n_steps, n_coarse=args.n_steps, **chunk)
+    elif m in ("guided_integrated_gradients", "distilled_gradient_aggregation"):
+        kw.update(n_steps=args.n_steps)
+    elif m == "blur_integrated_gradients":
+        kw.update(n_steps=args.n_steps, **chunk)
+    elif m == "expected_gradients":
+        kw.update(references=references, n_samples=args.n_steps, **chunk)
+    elif m in jaxattr.NT_TYPES:
+        kw.update(nt_type=m, nt_samples=args.nt_samples, **spread)
         kw["nt_samples_batch_size"] = args.batch_size
-        return functools.partial(jaxattr.noise_tunnel, jaxattr.saliency), kw
-    if m == "smooth_taylor":
-        return jaxattr.smooth_taylor, dict(n_roots=args.nt_samples, **spread, **chunk)
-    if m == "adaptive_noising":
-        kw = dict(n_roots=args.nt_samples, max_iterations=args.max_iterations, **chunk)
-        return jaxattr.adaptive_noising, kw
-    return getattr(jaxattr, m), {}
+        fn = functools.partial(jaxattr.noise_tunnel, jaxattr.saliency)
+    elif m == "smooth_taylor":
+        kw.update(n_roots=args.nt_samples, **spread, **chunk)
+    elif m == "adaptive_noising":
+        kw.update(n_roots=args.nt_samples, max_iterations=args.max_iterations, **chunk)
+    elif m == "adversarial_gradient_integration":
+        # the paper's 20 false classes, or every false class of a smaller model
+        kw.update(n_classes=min(20, len(model.class_names) - 1), **chunk)
+
+        def call_agi(model_fn, x, target, key):
+            logits = lambda z: model_fn(z[None])[0]
+            return fn(logits, x, target, key=key, **kw)
+
+        return call_agi
+    elif m == "fullgrad":
+
+        def call_fullgrad(model_fn, x, target, key):
+            # model_fn is a Partial of (apply, variables): pass the traced variables.
+            from jaxattr import models
+
+            fg = models.fullgrad_model(
+                model, target, input_shape=x.shape, variables=model_fn.args[0]
+            )
+            return jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
+
+        return call_fullgrad
+
+    def call(model_fn, x, target, key):
+        f = jaxattr.scalar_output(model_fn, target, output=args.output)
+        return fn(f, x, key=key, **kw)
+
+    return call
 
 
 def _inputs(paths: list[str], size: int, resize: int):
     """[(name, image, label)] for the given files/folders, or the default photos."""
     from jaxattr import images
 
-    kw = dict(size=size, resize=resize)
+    kw = {"size": size, "resize": resize}
     if not paths:
         return [(d.name, d.image, d.label) for d in images.default_images(**kw)]
     found = []
@@ -223,15 +287,27 @@ def explain(args) -> int:
     if args.target != "predicted" and not 0 <= int(args.target) < n_classes:
         raise UsageError(f"--target must be in [0, {n_classes}); got {args.target}")
 
-    method, kwargs = _method(args)
-    settings = dict(
-        model=args.model,
-        method=args.method,
-        output=args.output,
-        n_steps=args.n_steps or "",
-        rule=args.rule if args.method in PATH_METHODS else "",
-        baseline=args.baseline if "baseline" in getattr(method, "keywords", {}) else "",
-    )
+    if args.method in MODEL_METHODS and args.output != "logit":
+        raise UsageError(
+            f"--output {args.output}: {args.method} defines its own output (AGI:"
+            " softmax of the explained and adversarial classes; FullGrad: the logit)"
+        )
+    references = jnp.stack([jnp.asarray(image) for _, image, _ in inputs])
+    if args.method == "expected_gradients":
+        baseline = "background:inputs"
+    elif args.method == "split_integrated_gradients":
+        baseline = f"{args.baseline}; {args.split} split, {args.side} part"
+    else:
+        baseline = args.baseline if args.method in BASELINE_METHODS else ""
+    call = _method(args, model, references)
+    settings = {
+        "model": args.model,
+        "method": args.method,
+        "output": args.output,
+        "n_steps": args.n_steps or "",
+        "rule": args.rule if args.method in PATH_METHODS else "",
+        "baseline": baseline,
+    }
 
     # The model function is an argument (a pytree holding the weights), not a
     # closed-over constant: constants make XLA compile slowly for large models.
@@ -240,8 +316,7 @@ def explain(args) -> int:
         probs = jax.nn.softmax(model_fn(x[None])[0])
         predicted = jnp.argmax(probs)
         target = predicted if args.target == "predicted" else int(args.target)
-        f = jaxattr.scalar_output(model_fn, target, output=args.output)
-        result = method(f, x, key=key, **kwargs)
+        result = call(model_fn, x, target, key)
         return predicted, probs[predicted], target, result
 
     # Trace once before writing anything: a method that refuses these settings (e.g.
@@ -267,7 +342,7 @@ def explain(args) -> int:
     for i, (name, image, _) in enumerate(todo):
         t0 = time.perf_counter()
         key = jax.random.key(args.seed)
-        predicted, prob, target, result = jax.block_until_ready(
+        predicted, prob, _target, result = jax.block_until_ready(
             run(model.fn, jnp.asarray(image), key)
         )
         seconds = time.perf_counter() - t0

@@ -124,3 +124,20 @@ def test_a_method_refusing_the_settings_is_a_one_line_error(photos, tmp_path, ca
         "jaxattr explain: error: --method distilled_gradient_aggregation"
     )
     assert "\n" not in err and not (tmp_path / "o").exists()
+
+
+def test_model_methods_refuse_another_output(photos, tmp_path, capsys):
+    argv = ["explain", str(photos), "--out", str(tmp_path / "o"), *FAST]
+    assert cli.main([*argv, "--method", "fullgrad", "--output", "softmax"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jaxattr explain: error: --output softmax: fullgrad")
+    assert not (tmp_path / "o").exists()
+
+
+def test_split_options_are_recorded(photos, tmp_path):
+    out = tmp_path / "out"
+    argv = ["explain", str(photos / "a.png"), "--out", str(out), "--no-figures"]
+    argv += ["--method", "split_integrated_gradients", "--split", "idg", *FAST]
+    assert cli.main(argv) == 0
+    (row,) = read_rows(out)
+    assert row["baseline"] == "black; idg split, left part"

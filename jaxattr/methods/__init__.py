@@ -1,7 +1,10 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
 
+from jaxattr.methods.agi import adversarial_gradient_integration
+from jaxattr.methods.blur_ig import blur_integrated_gradients
 from jaxattr.methods.dga import distilled_gradient_aggregation
 from jaxattr.methods.expected_gradients import expected_gradients
+from jaxattr.methods.fullgrad import full_gradients
 from jaxattr.methods.gradient import input_x_gradient, saliency
 from jaxattr.methods.guided import (
     count_guided,
@@ -9,6 +12,7 @@ from jaxattr.methods.guided import (
     guided,
     guided_backprop,
 )
+from jaxattr.methods.guided_ig import guided_integrated_gradients
 from jaxattr.methods.idg import integrated_decision_gradients
 from jaxattr.methods.integrated_gradients import integrated_gradients
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
@@ -18,12 +22,16 @@ from jaxattr.methods.split_ig import split_integrated_gradients
 __all__ = [
     "NT_TYPES",
     "adaptive_noising",
+    "adversarial_gradient_integration",
+    "blur_integrated_gradients",
     "count_guided",
     "distilled_gradient_aggregation",
     "expected_gradients",
+    "full_gradients",
     "gnl_integrated_gradients",
     "guided",
     "guided_backprop",
+    "guided_integrated_gradients",
     "input_x_gradient",
     "integrated_decision_gradients",
     "integrated_gradients",

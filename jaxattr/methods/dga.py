@@ -392,11 +392,12 @@ def distilled_gradient_aggregation(
 def model_bias_fn(model, target, *, variables=None) -> Callable:
     """`bias_fn` for a `jaxattr.models` port: the explicit FullGrad bias total.
 
-    For the logit of `target` at one example `x` (`[H, W, 3]` pixels),
-    `B(x) = <grad_{x_n} logit, normalise(0)> + sum_l <b_l, grad_{h_l} logit>`, where
-    `x_n = normalise(x)` (the input normalisation is affine, so its offset counts as
-    a bias) and `h_l` are the outputs of the bias layers (the ports' perturbations,
-    with `jaxattr.models.bias_terms`, §7.7). Use it with `ufg="explicit"`.
+    For the logit of `target` at one example `x` (`[H, W, 3]` pixels), `B(x) =
+    f(x) - <grad_x f, x> = sum_l <b_l, grad_{h_l} f> - <grad_x f, x0>`, where `h_l`
+    are the outputs of the bias layers (and the saturation level of ReLU6 units)
+    and `x0` the pixels the model's affine normalisation maps to zero, whose offset
+    counts as a bias (§7.7; built by `jaxattr.models.fullgrad_model`). Use it with
+    `ufg="explicit"`.
 
     Args:
       model: a `jaxattr.models.Model`.
@@ -404,27 +405,17 @@ def model_bias_fn(model, target, *, variables=None) -> Callable:
       variables: the model's variables, e.g. traced ones inside `jit`; default
         `model.variables`.
     """
-    from jaxattr.models import bias_terms
-
-    module = model.module
+    from jaxattr.models import fullgrad_model
 
     def bias_fn(x):
-        vs = model.variables if variables is None else variables
-        xn = model.normalise(x[None])
-        _, state = module.apply(vs, xn, mutable=["perturbations"])
-        pert = state["perturbations"]
-
-        def logit(xn, pert):
-            return module.apply({**vs, "perturbations": pert}, xn)[0, target]
-
-        g_xn, g_pert = jax.grad(logit, argnums=(0, 1))(xn, pert)
-        biases = bias_terms(vs, pert, bn_epsilon=module.bn_epsilon)
+        fg = fullgrad_model(model, target, input_shape=x.shape, variables=variables)
+        g_x, g_z = jax.grad(fg.f, argnums=(0, 1))(x, fg.zeros)
         total = sum(
-            jnp.sum(g * b.reshape((1,) * (g.ndim - 1) + (-1,)))
+            jnp.vdot(g, jnp.broadcast_to(b, g.shape))
             for g, b in zip(
-                jax.tree.leaves(g_pert), jax.tree.leaves(biases), strict=True
+                jax.tree.leaves(g_z), jax.tree.leaves(fg.biases), strict=True
             )
         )
-        return total + jnp.vdot(g_xn, model.normalise(jnp.zeros_like(xn)))
+        return total - jnp.vdot(g_x, jnp.broadcast_to(fg.baseline, x.shape))
 
     return bias_fn

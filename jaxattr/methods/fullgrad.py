@@ -55,7 +55,7 @@ import numpy as np
 from jaxattr import _checks
 from jaxattr.base import Attribution
 
-__all__ = ["POSTS", "bilinear_matrix", "full_gradients", "fullgrad", "psi"]
+__all__ = ["POSTS", "bilinear_matrix", "full_gradients", "psi"]
 
 POSTS = ("fullgrad", "raw")
 EPS = 1e-6
@@ -243,7 +243,3 @@ def full_gradients(
         "bias_terms": jax.tree.unflatten(g_def, per_layer),
     }
     return Attribution(saliency.astype(x.dtype), delta, aux)
-
-
-#: Short name.
-fullgrad = full_gradients

@@ -34,7 +34,7 @@ from jaxattr.models import (
 )
 from jaxattr.models.checkpoint import CheckpointError, load_state_dict, read_torch
 from jaxattr.models.convert import flax_to_torch, torch_to_flax
-from jaxattr.models.layers import bias_terms
+from jaxattr.models.layers import FullGradInputs, bias_terms, fullgrad_model
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -42,6 +42,7 @@ __all__ = [
     "IMAGENET_STD",
     "MODELS",
     "CheckpointError",
+    "FullGradInputs",
     "Model",
     "ModelSpec",
     "bias_terms",
@@ -49,6 +50,7 @@ __all__ = [
     "convert",
     "efficientnet",
     "flax_to_torch",
+    "fullgrad_model",
     "imagenet_class_names",
     "layers",
     "load",
