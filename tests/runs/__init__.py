@@ -1,0 +1,1 @@
+"""Tests of jaxattr.runs (resumable experiment infrastructure)."""
