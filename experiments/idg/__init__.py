@@ -1,0 +1,8 @@
+"""IDG (Walker et al., AAAI 2024): insertion/deletion of IG, LIG, GIG, AGI, IDG (§3).
+
+See README.md in this folder; `python -m experiments idg --config debug`.
+"""
+
+from experiments.idg.config import CONFIGS, build
+
+__all__ = ["CONFIGS", "build"]
