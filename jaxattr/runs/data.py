@@ -129,7 +129,7 @@ def _cifar10_test(spec: str, size, resize, limit, seed) -> _Examples:
         by_class[c][i] for i in range(depth) for c in classes if i < len(by_class[c])
     ]
     chosen = _order(names, limit, seed)
-    pil = _images._pil()
+    pil, _ = _images._pil()
 
     def gen():
         with zf:
@@ -168,8 +168,8 @@ def examples(
     """Yield :class:`Example` for a data spec (see the module docstring).
 
     ``size``: centre-crop side; ``resize``: short side before the crop (``None``: no resize).
-    ``limit``: the first ``limit`` examples of a deterministic order; ``seed`` (not for
-    ``tfds``) picks a fixed permutation of that order, ``0`` keeps it. The returned iterator
+    ``limit``: the first ``limit`` examples of a deterministic order; ``seed`` picks a fixed
+    permutation of that order, ``0`` keeps it (``tfds:`` always keeps the dataset order). The returned iterator
     has a ``__length_hint__`` when the count is known.
     """
     if not isinstance(spec, str):
@@ -188,9 +188,5 @@ def examples(
     if sep and kind == "folder" and rest:
         return _folder(Path(rest).expanduser(), spec, size, resize, limit, seed)
     if sep and kind == "tfds":
-        if seed:
-            raise ValueError(
-                f"seed: 'tfds:' specs keep the dataset order, expected 0, got {seed}"
-            )
         return _tfds(spec, rest, size, resize, limit, seed)
     raise ValueError(f"spec: expected one of {list(SPECS)}, got {spec!r}")

@@ -88,7 +88,7 @@ def mean_curves(
     rows: list[dict], metric: str
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """method -> ``(fractions [L], mean curve [L])`` for ``metric``. Curves of different
-    lengths are linearly interpolated onto the longest grid over [0, 1]."""
+    lengths are linearly interpolated onto the longest grid over [0, 1]; float64 mean."""
     by_method: dict[str, list[np.ndarray]] = {}
     for r in rows:
         if r["metric"] == metric and r["curve"] is not None:

@@ -78,7 +78,7 @@ def canonical_json(obj, where: str = "config") -> str:
 
 def config_hash(experiment: str, config: Mapping) -> str:
     """First 16 hex digits of sha256 of the canonical JSON of ``[experiment, config]``."""
-    text = canonical_json([experiment, config])
+    text = "[" + json.dumps(str(experiment)) + "," + canonical_json(config) + "]"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
