@@ -53,6 +53,20 @@ def summarise(rows: list[dict]) -> list[dict]:
     return [{"method": m, "metric": k, **mean_ci(v)} for (m, k), v in groups.items()]
 
 
+def timing(rows: list[dict]) -> list[dict]:
+    """Per method: pairs, median and total ``seconds`` of the explanation (one per
+    ``(image, method)``; the first call of a process includes compiling)."""
+    per: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r.get("seconds") is not None:
+            per.setdefault(r["method"], {}).setdefault(r["image_id"], r["seconds"])
+    return [
+        {"method": m, "pairs": len(v), "median_s": float(np.median(list(v.values()))),
+         "total_s": float(np.sum(list(v.values())))}
+        for m, v in per.items()
+    ]  # fmt: skip
+
+
 def _fmt(x: float) -> str:
     return "nan" if math.isnan(x) else f"{x:.4g}"
 
@@ -197,6 +211,14 @@ def report(
             summary = summarise(rows)
             title = f"{run['experiment']} (config {run['config_hash']})"
             md = markdown_table(summary, title)
+            times = timing(rows)
+            if times:
+                md += "\n| method | images | median s / image | total s |\n|---|---:|---:|---:|\n"
+                md += "".join(
+                    f"| {t['method']} | {t['pairs']} | {t['median_s']:.3g} | {t['total_s']:.3g} |\n"
+                    for t in times
+                )
+                md += "\nSeconds of the explanation alone (first call per process includes compiling).\n"
             md += (
                 f"\n{run['images']} images evaluated, {run['skipped']} skipped "
                 f"(misclassified).\n\nConfig: `{run['config']}`\n\nVersions: `{run['versions']}`\n"

@@ -370,10 +370,22 @@ def read_rows(conn_or_path, config_hash: str) -> list[dict]:
 
 
 def _open_ro(path) -> sqlite3.Connection:
+    """A read-only connection (reports never write, nor create tables)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"db: {str(path)!r} does not exist")
-    return _connect(path)
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
+    have = {
+        n
+        for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    missing = {"runs", "results", "pairs", "skipped", "maps"} - have
+    if missing:
+        conn.close()
+        raise ValueError(
+            f"db: {str(path)!r} is not a jaxattr.runs database (no tables {sorted(missing)})"
+        )
+    return conn
 
 
 def list_runs(path) -> list[dict]:

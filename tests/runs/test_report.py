@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sqlite3
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_report_tables_equal_stored_rows(db, tmp_path):
         assert float(t["ci_high"]) == pytest.approx(hi, rel=1e-12, abs=1e-15)
     md = (folder_a / "table.md").read_text()
     assert "| grad_x_input |" in md and "Student t" in md and "(n=4)" in md
-    assert "1 skipped" in md
+    assert "1 skipped" in md and "| grad_x_input | 4 |" in md  # timing table
     # The other config is reported apart, from its own rows only.
     with open(tmp_path / f"tiny-{b.config_hash}" / "table.csv", newline="") as fh:
         assert {int(t["n"]) for t in csv.DictReader(fh)} == {3}
@@ -191,3 +192,14 @@ def test_cli_report_and_errors(db, tmp_path, capsys):
     assert (
         main(["report", "--db", str(tmp_path / "none.db"), "--out", str(tmp_path)]) == 2
     )
+
+
+def test_report_does_not_write_to_the_db(db, tmp_path):
+    path, _, _ = db
+    before = path.read_bytes()
+    report(path, tmp_path)
+    assert path.read_bytes() == before
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    with pytest.raises(ValueError, match="not a jaxattr.runs database"):
+        report(other, tmp_path)

@@ -192,3 +192,15 @@ def test_errors_name_the_argument(tmp_path):
     ex = make_examples(1)
     with pytest.raises(ValueError, match="appears twice"):
         run(tiny_experiment(), ex + ex, store, progress=False)
+
+
+def test_progress_on_stderr(tmp_path, capsys):
+    store = ResultStore(tmp_path / "r.db", "tiny", CONFIG)
+    run(tiny_experiment(), make_examples(3, wrong=(1,)), store, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "[1/3] img/00.png grad_x_input"
+    assert err[1].startswith("[1/3] img/00.png noisy_saliency  ETA ")
+    assert err[2] == "[2/3] img/01.png skipped (label 2, predicted 1)"
+    assert err[-1].startswith("done: 3 images, 4 pairs computed, 0 reused, 1 skipped")
+    run(tiny_experiment(), iter(make_examples(1)), store, progress=False)
+    assert capsys.readouterr().err == ""
