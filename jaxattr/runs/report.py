@@ -13,6 +13,7 @@ image at the same scale. Files go to ``out_dir/<experiment>-<config_hash>/``.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -221,7 +222,8 @@ def report(
                 md += "\nSeconds of the explanation alone (first call per process includes compiling).\n"
             md += (
                 f"\n{run['images']} images evaluated, {run['skipped']} skipped "
-                f"(misclassified).\n\nConfig: `{run['config']}`\n\nVersions: `{run['versions']}`\n"
+                f"(misclassified).\n\nConfig: `{json.dumps(run['config'], sort_keys=True)}`\n\n"
+                f"Versions: `{json.dumps(run['versions'], sort_keys=True)}`\n"
             )
             (folder / "table.md").write_text(md, encoding="utf-8")
             written.append(folder / "table.md")

@@ -83,6 +83,13 @@ def _cached(cache, fn, make):
         return make(fn)
 
 
+def _rate(pair_times: dict[str, list[float]]) -> float:
+    """Seconds per pair for the ETA: per method, the mean after its first (compiling)
+    call when there is one, averaged over methods."""
+    per = [np.mean(t[1:]) if len(t) > 1 else t[0] for t in pair_times.values()]
+    return float(np.mean(per))
+
+
 def _fmt_time(s: float) -> str:
     s = round(s)
     h, rem = divmod(s, 3600)
@@ -136,7 +143,7 @@ def run(
     total_pairs = total * len(methods) if total else None
     out = {"images": 0, "computed": 0, "reused": 0, "skipped": 0}
     t0 = time.perf_counter()
-    spent = 0.0
+    pair_times: dict[str, list[float]] = {}  # seconds per pair written, by method
     tty = progress and sys.stderr.isatty()
     seen_ids: set[str] = set()
     evaluated = 0  # images evaluated or already done, for keep_maps
@@ -186,9 +193,9 @@ def run(
             for name in todo:
                 current = (ex.id, name)
                 left = ""
-                if total_pairs and out["computed"]:
-                    remaining = total_pairs - out["computed"] - out["reused"]
-                    left = f"  ETA {_fmt_time(spent / out['computed'] * max(remaining, 0))}"
+                if total_pairs and pair_times:
+                    remaining = max(total_pairs - out["computed"] - out["reused"], 0)
+                    left = f"  ETA {_fmt_time(remaining * _rate(pair_times))}"
                 say(f"[{i}/{total or '?'}] {ex.id} {name}{left}")
                 key = pair_key(seed, ex.id, name)
                 ts = time.perf_counter()
@@ -213,7 +220,7 @@ def run(
                 store.add(ex.id, name, rows, heat=heat)
                 done.add((ex.id, name))
                 out["computed"] += 1
-                spent += time.perf_counter() - ts
+                pair_times.setdefault(name, []).append(time.perf_counter() - ts)
                 current = None
     except KeyboardInterrupt:
         say(
