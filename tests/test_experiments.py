@@ -27,7 +27,12 @@ def _tables(report_dir):
     """experiment name -> (metric columns, {method: [cells]}) of every table.md."""
     out = {}
     for md in sorted(report_dir.rglob("table.md")):
-        lines = [ln for ln in md.read_text().splitlines() if ln.startswith("|")]
+        lines = []  # the first table only (the scores; a timing table may follow)
+        for ln in md.read_text().splitlines():
+            if ln.startswith("|"):
+                lines.append(ln)
+            elif lines:
+                break
         header = [h.strip() for h in lines[0].strip("|").split("|")]
         rows = {}
         for ln in lines[2:]:
