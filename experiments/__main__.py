@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -80,7 +79,9 @@ def run_paper(
     limit = limit if limit is not None else config_limit
     db = Path(db) if db is not None else Path("out") / "experiments" / f"{paper}.sqlite"
     report_dir = (
-        Path(report_dir) if report_dir is not None else Path("out") / "experiments" / paper
+        Path(report_dir)
+        if report_dir is not None
+        else Path("out") / "experiments" / paper
     )
     db.parent.mkdir(parents=True, exist_ok=True)
     built = experiments.load(paper).build(config)
@@ -116,9 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, text in experiments.PAPERS.items():
             configs = experiments.load(name).CONFIGS
             print(f"{name:14s} {text}\n{'':14s} configs: {', '.join(configs)}")
-        return 0
-    if args.config == "show":
-        print(json.dumps(resolve_config(args.paper, "default")[0], indent=2))
         return 0
     run_paper(
         args.paper,
