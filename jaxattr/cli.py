@@ -370,7 +370,9 @@ def explain(args) -> int:
             probability=round(float(prob), 6),
             target=args.target,
             delta="" if np.isnan(delta) else delta,
-            relative_delta="" if np.isnan(delta) or gap == 0 else abs(delta) / abs(gap),
+            relative_delta=""
+            if np.isnan(delta) or np.isnan(gap) or gap == 0
+            else abs(delta) / abs(gap),
             seconds=round(seconds, 3),
             figure=figure,
         )
