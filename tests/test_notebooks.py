@@ -137,9 +137,17 @@ def _execute(nb, cwd: Path):
 
 
 @pytest.fixture
-def tiny_env(monkeypatch):
+def tiny_env(monkeypatch, request):
     # The kernel inherits this process's environment.
     monkeypatch.setenv(TINY_ENV, "1")
+    # CI time is XLA compile time: cheaper CPU code generation, and a persistent
+    # compilation cache in pytest's cache folder (reruns skip the compiles).
+    flags = os.environ.get("XLA_FLAGS", "")
+    fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    monkeypatch.setenv("XLA_FLAGS", f"{flags} {fast}".strip())
+    cache = request.config.cache.mkdir("jax-compilation-cache-notebooks")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
 
