@@ -313,11 +313,7 @@ def guided_backprop() -> Method:
 
 
 def full_gradients(model: models.Model) -> Method:
-    """FullGrad (§7.7) of the logit.
-
-    FullGrad's saliency `S` is `[H, W]` (non-negative); it is returned as
-    `broadcast(S / 3)` of `x.shape`, whose channel sum is `S`, so that the runner's
-    heat maps (`sum(-1)`) and the metrics' `abs_sum` reduction see `S` itself.
+    """FullGrad (§7.7) of the logit: a non-negative `[H, W]` saliency.
 
     Closes over the module structure of `model` only: the variables are read from
     `model_fn.args[0]` (`Model.fn` is a `Partial(apply, variables)`), so they stay
@@ -328,9 +324,7 @@ def full_gradients(model: models.Model) -> Method:
         fg = models.fullgrad_model(
             model, target, input_shape=tuple(x.shape), variables=model_fn.args[0]
         )
-        out = jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
-        s = out.attributions[..., None] / x.shape[-1]
-        return out._replace(attributions=jnp.broadcast_to(s, x.shape))
+        return jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
 
     return explain
 

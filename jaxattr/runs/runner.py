@@ -216,7 +216,10 @@ def run(
                         "predicted": predicted, "seconds": seconds,
                         "extra": {**extra, "metric_seconds": time.perf_counter() - tm},
                     })  # fmt: skip
-                heat = np.asarray(attr, np.float32).sum(-1) if keep else None
+                heat = None
+                if keep:  # a channel sum, or the map itself for [H, W] methods
+                    heat = np.asarray(attr, np.float32)
+                    heat = heat.sum(-1) if heat.ndim == x.ndim else heat
                 store.add(ex.id, name, rows, heat=heat)
                 done.add((ex.id, name))
                 out["computed"] += 1
