@@ -13,6 +13,7 @@ Every metric has the signature `score(model_fn, x, attributions, target, key) ->
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -138,90 +139,51 @@ def _f(model_fn, target, output):
 
 
 # --------------------------------------------------------------------------- methods
-def ig(
-    *,
-    baseline: Any = "black",
-    n_steps: int = 50,
-    rule: str = "gausslegendre",
-    batch_size: int | None = None,
-    output: str = "logit",
+def scalar_method(
+    fn: Callable, *, output: str = "logit", baseline: Any = None, **hyper: Any
 ) -> Method:
-    """Integrated Gradients (§1): `n_steps`, `rule`, `batch_size` static."""
+    """`fn(f, x[, baseline], key=key, **hyper)` on `f` = the `output` of the target.
+
+    `fn` is any jaxattr method with the library's calling convention; `baseline` is a
+    `make_baseline` spec (omitted when `None`); `hyper` are its hyperparameters
+    (shape-setting ones static).
+    """
 
     def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.integrated_gradients(
-            _f(model_fn, target, output),
-            x,
-            b,
-            n_steps=n_steps,
-            method=rule,
-            batch_size=batch_size,
-        )
+        args = () if baseline is None else (make_baseline(baseline, x, key),)
+        return fn(_f(model_fn, target, output), x, *args, key=key, **hyper)
 
     return explain
 
 
-def gnl_ig(
-    *,
-    baseline: Any,
-    n_steps: int = 50,
-    batch_size: int | None = None,
-    output: str = "logit",
-) -> Method:
+def ig(*, baseline: Any = "black", rule: str = "gausslegendre", **hyper) -> Method:
+    """Integrated Gradients (§1); `n_steps`, `rule`, `batch_size` static."""
+    return scalar_method(
+        jaxattr.integrated_gradients, baseline=baseline, method=rule, **hyper
+    )
+
+
+def gnl_ig(*, baseline: Any, **hyper) -> Method:
     """GNL-IG (§4.1): IG with the guided backward rule, Gauss-Legendre as Captum."""
-
-    def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.gnl_integrated_gradients(
-            _f(model_fn, target, output), x, b, n_steps=n_steps, batch_size=batch_size
-        )
-
-    return explain
+    return scalar_method(jaxattr.gnl_integrated_gradients, baseline=baseline, **hyper)
 
 
-def left_ig(
-    *, baseline: Any, n_steps: int = 50, batch_size: int | None = None
-) -> Method:
+def left_ig(*, baseline: Any, **hyper) -> Method:
     """IDG's LIG (§3.4): 0.9 * max logit cut-off, uniform nodes, mean of the left part."""
-
-    def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.split_integrated_gradients(
-            _f(model_fn, target, "logit"),
-            x,
-            b,
-            definition="idg",
-            method="riemann_trapezoid",
-            n_steps=n_steps,
-            batch_size=batch_size,
-        )
-
-    return explain
+    return scalar_method(
+        jaxattr.split_integrated_gradients,
+        baseline=baseline,
+        definition="idg",
+        method="riemann_trapezoid",
+        **hyper,
+    )
 
 
-def guided_ig(
-    *,
-    baseline: Any,
-    n_steps: int,
-    fraction: float,
-    max_dist: float,
-    output: str = "softmax",
-) -> Method:
+def guided_ig(*, baseline: Any, output: str = "softmax", **hyper) -> Method:
     """Guided IG (§7.2); IDG's evaluation: 50 steps, fraction 0.5, max_dist 1, softmax."""
-
-    def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.guided_integrated_gradients(
-            _f(model_fn, target, output),
-            x,
-            b,
-            n_steps=n_steps,
-            fraction=fraction,
-            max_dist=max_dist,
-        )
-
-    return explain
+    return scalar_method(
+        jaxattr.guided_integrated_gradients, output=output, baseline=baseline, **hyper
+    )
 
 
 def agi(
@@ -249,67 +211,32 @@ def agi(
     return explain
 
 
-def idg(
-    *,
-    baseline: Any,
-    n_steps: int = 50,
-    n_coarse: int = 50,
-    reference_compat: bool = False,
-    batch_size: int | None = None,
-) -> Method:
+def idg(*, baseline: Any, **hyper) -> Method:
     """IDG (§3.2): `n_steps` = M gradient samples, `n_coarse` = N forwards (static)."""
-
-    def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.integrated_decision_gradients(
-            _f(model_fn, target, "logit"),
-            x,
-            b,
-            n_steps=n_steps,
-            n_coarse=n_coarse,
-            reference_compat=reference_compat,
-            batch_size=batch_size,
-        )
-
-    return explain
+    return scalar_method(
+        jaxattr.integrated_decision_gradients, baseline=baseline, **hyper
+    )
 
 
-def smoothgrad(
-    *, nt_samples: int, stdev_spread: float, batch_size: int | None
-) -> Method:
+def smoothgrad(*, nt_samples: int, stdev_spread: float, batch_size: int | None):
     """SmoothGrad as in SmoothTaylor's repository (§2.4): plain (signed) gradient mean."""
-
-    def explain(model_fn, x, target, key):
-        return jaxattr.noise_tunnel(
-            jaxattr.saliency,
-            _f(model_fn, target, "logit"),
-            x,
-            key=key,
-            nt_samples=nt_samples,
-            stdev_spread=stdev_spread,
-            nt_samples_batch_size=batch_size,
-            abs=False,
-        )
-
-    return explain
+    return scalar_method(
+        functools.partial(jaxattr.noise_tunnel, jaxattr.saliency),
+        nt_samples=nt_samples,
+        stdev_spread=stdev_spread,
+        nt_samples_batch_size=batch_size,
+        abs=False,
+    )
 
 
 def input_x_gradient() -> Method:
     """Gradient x input (one gradient of the logit)."""
-
-    def explain(model_fn, x, target, key):
-        return jaxattr.input_x_gradient(_f(model_fn, target, "logit"), x)
-
-    return explain
+    return scalar_method(jaxattr.input_x_gradient)
 
 
 def guided_backprop() -> Method:
     """Guided Backprop (§7.8) of the logit."""
-
-    def explain(model_fn, x, target, key):
-        return jaxattr.guided_backprop(_f(model_fn, target, "logit"), x)
-
-    return explain
+    return scalar_method(jaxattr.guided_backprop)
 
 
 def full_gradients(model: models.Model) -> Method:
@@ -329,18 +256,11 @@ def full_gradients(model: models.Model) -> Method:
     return explain
 
 
-def dga(
-    *, baseline: Any, n_steps: int = 30, q: float = 0.9, beta: float = 0.0
-) -> Method:
+def dga(*, baseline: Any, **hyper) -> Method:
     """DGA (§5.3) of the logit, UFG by the completeness shortcut (§5.1)."""
-
-    def explain(model_fn, x, target, key):
-        b = make_baseline(baseline, x, key)
-        return jaxattr.distilled_gradient_aggregation(
-            _f(model_fn, target, "logit"), x, b, n_steps=n_steps, q=q, beta=beta
-        )
-
-    return explain
+    return scalar_method(
+        jaxattr.distilled_gradient_aggregation, baseline=baseline, **hyper
+    )
 
 
 # --------------------------------------------------------------------------- metrics
