@@ -140,11 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _method(args, model, references) -> callable:
-    """`call(model_fn, x, target, key) -> Attribution` for `--method`.
+def _method(args, model) -> callable:
+    """`call(model_fn, x, target, key, references) -> Attribution` for `--method`.
 
-    `model` is the loaded `jaxattr.models.Model` and `references` `[R, H, W, 3]` the
-    background set of `expected_gradients`.
+    `model` is the loaded `jaxattr.models.Model`; `references` `[R, H, W, 3]` is the
+    background set of `expected_gradients` (an argument, so that it is not compiled in
+    as a constant), unused by the other methods.
     """
     m = args.method
     chunk = {"batch_size": args.batch_size}
@@ -162,7 +163,7 @@ def _method(args, model, references) -> callable:
     elif m == "blur_integrated_gradients":
         kw.update(n_steps=args.n_steps, **chunk)
     elif m == "expected_gradients":
-        kw.update(references=references, n_samples=args.n_steps, **chunk)
+        kw.update(n_samples=args.n_steps, **chunk)
     elif m in jaxattr.NT_TYPES:
         kw.update(nt_type=m, nt_samples=args.nt_samples, **spread)
         kw["nt_samples_batch_size"] = args.batch_size
@@ -175,14 +176,14 @@ def _method(args, model, references) -> callable:
         # the paper's 20 false classes, or every false class of a smaller model
         kw.update(n_classes=min(20, len(model.class_names) - 1), **chunk)
 
-        def call_agi(model_fn, x, target, key):
+        def call_agi(model_fn, x, target, key, references):
             logits = lambda z: model_fn(z[None])[0]
             return fn(logits, x, target, key=key, **kw)
 
         return call_agi
     elif m == "fullgrad":
 
-        def call_fullgrad(model_fn, x, target, key):
+        def call_fullgrad(model_fn, x, target, key, references):
             # model_fn is a Partial of (apply, variables): pass the traced variables.
             from jaxattr import models
 
@@ -193,8 +194,10 @@ def _method(args, model, references) -> callable:
 
         return call_fullgrad
 
-    def call(model_fn, x, target, key):
+    def call(model_fn, x, target, key, references):
         f = jaxattr.scalar_output(model_fn, target, output=args.output)
+        if m == "expected_gradients":
+            return fn(f, x, references, key=key, **kw)
         return fn(f, x, key=key, **kw)
 
     return call
@@ -292,14 +295,17 @@ def explain(args) -> int:
             f"--output {args.output}: {args.method} defines its own output (AGI:"
             " softmax of the explained and adversarial classes; FullGrad: the logit)"
         )
-    references = jnp.stack([jnp.asarray(image) for _, image, _ in inputs])
+    # Expected Gradients' background set: the explained images themselves.
+    references = None
+    if args.method == "expected_gradients":
+        references = jnp.stack([jnp.asarray(image) for _, image, _ in inputs])
     if args.method == "expected_gradients":
         baseline = "background:inputs"
     elif args.method == "split_integrated_gradients":
         baseline = f"{args.baseline}; {args.split} split, {args.side} part"
     else:
         baseline = args.baseline if args.method in BASELINE_METHODS else ""
-    call = _method(args, model, references)
+    call = _method(args, model)
     settings = {
         "model": args.model,
         "method": args.method,
@@ -312,17 +318,19 @@ def explain(args) -> int:
     # The model function is an argument (a pytree holding the weights), not a
     # closed-over constant: constants make XLA compile slowly for large models.
     @jax.jit
-    def run(model_fn, x, key):
+    def run(model_fn, x, key, references):
         probs = jax.nn.softmax(model_fn(x[None])[0])
         predicted = jnp.argmax(probs)
         target = predicted if args.target == "predicted" else int(args.target)
-        result = call(model_fn, x, target, key)
+        result = call(model_fn, x, target, key, references)
         return predicted, probs[predicted], target, result
 
     # Trace once before writing anything: a method that refuses these settings (e.g.
     # DGA's shortcut on a softmax output) fails here, with nothing written.
     try:
-        run.lower(model.fn, jnp.asarray(inputs[0][1]), jax.random.key(args.seed))
+        run.lower(
+            model.fn, jnp.asarray(inputs[0][1]), jax.random.key(args.seed), references
+        )
     except (ValueError, TypeError) as err:
         raise UsageError(f"--method {args.method}: {str(err).splitlines()[0]}") from err
     out = Path(args.out)
@@ -343,7 +351,7 @@ def explain(args) -> int:
         t0 = time.perf_counter()
         key = jax.random.key(args.seed)
         predicted, prob, _target, result = jax.block_until_ready(
-            run(model.fn, jnp.asarray(image), key)
+            run(model.fn, jnp.asarray(image), key, references)
         )
         seconds = time.perf_counter() - t0
         delta = float(np.mean(np.asarray(result.delta)))
