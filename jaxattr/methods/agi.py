@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks
+from jaxattr import _checks, engine
 from jaxattr.base import Attribution
 from jaxattr.targets import _check_target_value
 
@@ -158,8 +158,8 @@ def adversarial_gradient_integration(
 ) -> Attribution:
     """AGI: `sum_t sum_k -grad softmax_c(x_k) * dx_k` along adversarial walks (§7.5).
 
-    For each false class `t` (`n` of them, `vmap`ped; chunks of `batch_size` via
-    `lax.map`), a `lax.while_loop` of at most `max_iter` iterations: stop if
+    For each false class `t` (`n` of them, `vmap`ped in chunks of `batch_size`,
+    `engine.chunked_sum`), a `lax.while_loop` of at most `max_iter` iterations: stop if
     `argmax logits_fn(x_k) == t`; else one forward and two backward passes give
     `g_t = grad softmax_t(x_k)` and `g_c = grad softmax_c(x_k)`, then
     `x_{k+1} = clip(s + eps * sign(g_t))` with `s = x_k` (cumulative path, default)
@@ -278,29 +278,25 @@ def adversarial_gradient_integration(
         k, x_end, acc, _ = jax.lax.while_loop(cond, body, init)
         probs_end, logits_end = probs_fn(x_end)
         end_class = jnp.argmax(logits_end).astype(jnp.int32)
-        return {
-            "attributions": acc,
+        return acc, {
             "iterations": k,
             "end_class": end_class,
             "reached": used & (end_class == t),
             "prob_end": probs_end[target],
             "used": used,
+            "per_class": acc.sum(),
         }
 
-    if batch_size is None:
-        per = jax.vmap(one_class)(false)
-    else:
-        per = jax.lax.map(one_class, false, batch_size=batch_size)
-    acc = per.pop("attributions")
+    # Classes summed in chunks of `batch_size` by the engine's chunking primitive.
+    acc, per = engine.chunked_sum(one_class, false, batch_size=batch_size)
     nan_if_invalid = jnp.where(valid, 1.0, jnp.nan).astype(x.dtype)
-    attributions = acc.sum(0) * nan_if_invalid
+    attributions = acc * nan_if_invalid
     prob_x = probs_fn(x)[0][target]
     change = jnp.where(per["used"], prob_x - per["prob_end"], 0.0).sum()
     delta = attributions.sum() - change.astype(x.dtype)
     aux = {
         "classes": false,
         **per,
-        "per_class": acc.reshape(acc.shape[0], -1).sum(1),
         "target": target,
         "prob_x": prob_x,
     }
