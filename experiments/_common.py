@@ -39,6 +39,17 @@ Method = Callable[..., jaxattr.Attribution]
 Metric = Callable[..., tuple[jax.Array, jax.Array | None]]
 
 
+# The `cifar` configs: CIFAR-10 ResNet-20 with the shared real weights on CIFAR-10 test
+# images, used whole (32 px).
+CIFAR: dict[str, Any] = {
+    "model": "cifar_resnet20",
+    "weights": "shared",
+    "data": "cifar10-test",
+    "size": 32,
+    "resize": 32,
+}
+
+
 # --------------------------------------------------------------------------- models
 def cifar_checkpoint(name: str) -> Path | None:
     """The shared akamaster checkpoint of `cifar_resnet{20,32,44,56}`, or None."""

@@ -34,11 +34,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # table: one image row (32 pixels) per step.
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    "model": "cifar_resnet20",
-    "weights": "shared",
-    "data": "cifar10-test",
-    "size": 32,
-    "resize": 32,
+    **c.CIFAR,
     "step": 32,
     "batch_size": 64,
 }

@@ -28,10 +28,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "cifar": {
         "models": "cifar_with_weights",  # every cifar_resnet{20,32,44,56} checkpoint found
-        "weights": "shared",
-        "data": "cifar10-test",
-        "size": 32,
-        "resize": 32,
+        **{k: v for k, v in c.CIFAR.items() if k != "model"},
         "n_steps": 50,
         "step": 32,
         "batch_size": 64,

@@ -36,11 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # IDG's setting, class 0 is the only adversary and airplanes would get no attribution).
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    "model": "cifar_resnet20",
-    "weights": "shared",
-    "data": "cifar10-test",
-    "size": 32,
-    "resize": 32,
+    **c.CIFAR,
     "step": 32,
     "batch_size": 64,
     "agi": {"n_classes": 9, "max_iter": 20, "eps": 0.05, "from_original": True},

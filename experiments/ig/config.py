@@ -36,11 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # table (EfficientNet-Lite0 did not fit the 2-core CPU time we had).
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    "model": "cifar_resnet20",
-    "weights": "shared",
-    "data": "cifar10-test",
-    "size": 32,
-    "resize": 32,
+    **c.CIFAR,
     "batch_size": 50,
 }
 CONFIGS["debug"] = {

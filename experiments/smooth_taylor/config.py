@@ -51,11 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # measured table: the paper's settings, with AUPC's window and AUTVC's smallest level
     # scaled from 224 to 32 pixels (15 -> 4, 30 -> 4).
     "cifar": {
-        "model": "cifar_resnet20",
-        "weights": "shared",
-        "data": "cifar10-test",
-        "size": 32,
-        "resize": 32,
+        **c.CIFAR,
         "ig_steps": 50,
         "sg": {"nt_samples": 50, "stdev_spread": 0.15},
         "n_roots": 150,
