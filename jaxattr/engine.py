@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks
+from jaxattr import _checks, fast_convolutions
 
 Array = jax.Array
 PyTree = Any
@@ -65,8 +65,9 @@ def chunked_sum(
         raise ValueError("chunked_sum: xs must contain at least one array.")
     n = leaves[0].shape[0]
     batch_size = _checks.check_batch_size(batch_size, "chunked_sum")
+    batched_fn = fast_convolutions.fast_convolutions(jax.vmap(fn))
     if batch_size is None or batch_size >= n:
-        summed, stacked = jax.vmap(fn)(xs)
+        summed, stacked = batched_fn(xs)
         return jax.tree.map(lambda s: s.sum(0), summed), stacked
 
     n_chunks = -(-n // batch_size)
@@ -84,7 +85,7 @@ def chunked_sum(
 
     def body(carry, chunk_and_mask):
         chunk, mask = chunk_and_mask
-        summed, stacked = jax.vmap(fn)(chunk)
+        summed, stacked = batched_fn(chunk)
 
         def masked_sum(s):
             m = mask.reshape(mask.shape + (1,) * (s.ndim - 1))

@@ -1,0 +1,155 @@
+"""Convolutions rewritten into forms that XLA:CPU runs fast (same values).
+
+Two slow paths of XLA:CPU (jaxlib 0.10.2) are avoided, measured in
+benchmarks/README.md:
+
+* **Kernel layout inside loops.** The gradient of a convolution with respect to
+  its input is a convolution whose kernel JAX's transpose rule labels with input
+  and output features swapped (`HWOI` for an `HWIO` model). XLA:CPU runs a
+  convolution with its fast Eigen kernels only in the layout `NHWC`/`HWIO`; the
+  pass that transposes other kernels (`ConvCanonicalization`) visits the entry
+  computation only, so inside a `while` loop -- the `lax.scan` over chunks of path
+  nodes in `jaxattr.engine` -- these convolutions fall back to a generic loop nest,
+  about 3x slower. Here each such kernel is transposed to `HWIO` explicitly,
+  behind an `optimization_barrier` so that XLA does not fold the transpose back
+  into the dimension labels.
+* **Depthwise convolutions** (`feature_group_count` equal to the number of input
+  channels, one filter per channel: EfficientNet, MobileNet) run about 7x slower
+  than the same sum written as `kh * kw` shifted, strided slices of the (padded,
+  dilated) input times the per-channel filter taps, which XLA fuses into one
+  elementwise loop. They are rewritten that way, forward and backward.
+
+`fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites. Results
+equal `fn`'s up to float rounding (the products are summed in another order). It
+applies on the CPU backend only; GPU and TPU compilers pick convolution
+algorithms and layouts themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+from jax import lax
+
+_INLINED = ("jit", "pjit", "closed_call", "core_call")
+
+
+def _channels_last(spec) -> bool:
+    n = len(spec) - 2
+    return tuple(spec) == (0, n + 1, *range(1, n + 1))
+
+
+def _kernel_to_hwio(rhs, rhs_spec):
+    """The kernel with its axes in the order `[*spatial, in, out]`."""
+    return lax.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))
+
+
+def _is_depthwise(lhs, rhs, params) -> bool:
+    dn = params["dimension_numbers"]
+    channels = lhs.shape[dn.lhs_spec[1]]
+    return (
+        params["batch_group_count"] == 1
+        and params["feature_group_count"] == channels > 1
+        and rhs.shape[dn.rhs_spec[1]] == 1
+        and rhs.shape[dn.rhs_spec[0]] == channels
+    )
+
+
+def _depthwise_as_taps(lhs, rhs, params, out_aval):
+    """A depthwise convolution of channels-last `lhs` as a sum of shifted taps."""
+    dn = params["dimension_numbers"]
+    taps = _kernel_to_hwio(rhs, dn.rhs_spec)[..., 0, :]  # [*window, C]
+    window = taps.shape[:-1]
+    n = len(window)
+    pad = [(0, 0, 0)]
+    for (lo, hi), dil in zip(params["padding"], params["lhs_dilation"], strict=True):
+        pad.append((lo, hi, dil - 1))
+    x = lax.pad(lhs, jnp.zeros((), lhs.dtype), [*pad, (0, 0, 0)])
+    out_spatial = out_aval.shape[1 : n + 1]
+    strides, rhs_dil = params["window_strides"], params["rhs_dilation"]
+    acc = None
+    for tap in itertools.product(*(range(k) for k in window)):
+        start = [0] + [t * d for t, d in zip(tap, rhs_dil, strict=True)] + [0]
+        limit = (
+            [x.shape[0]]
+            + [s + (o - 1) * st + 1 for s, o, st in zip(start[1:], out_spatial, strides)]
+            + [x.shape[-1]]
+        )
+        term = lax.slice(x, start, limit, (1, *strides, 1)) * taps[tap]
+        acc = term if acc is None else acc + term
+    return acc.astype(out_aval.dtype)
+
+
+def _rewrite_conv(eqn, lhs, rhs):
+    """The rewritten convolution's output, or None to bind it unchanged."""
+    params = eqn.params
+    dn = params["dimension_numbers"]
+    if not (_channels_last(dn.lhs_spec) and _channels_last(dn.out_spec)):
+        return None
+    if _is_depthwise(lhs, rhs, params):
+        return _depthwise_as_taps(lhs, rhs, params, eqn.outvars[0].aval)
+    n = len(dn.lhs_spec) - 2
+    hwio = (n + 1, n, *range(n))
+    grouped = params["feature_group_count"] > 1 or params["batch_group_count"] > 1
+    if grouped or tuple(dn.rhs_spec) == hwio:
+        return None
+    rhs = lax.optimization_barrier(_kernel_to_hwio(rhs, dn.rhs_spec))
+    canonical = lax.ConvDimensionNumbers(dn.lhs_spec, hwio, dn.out_spec)
+    return eqn.primitive.bind(lhs, rhs, **dict(params, dimension_numbers=canonical))
+
+
+def _eval(jaxpr, consts, args) -> list:
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, c in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = c
+    for v, a in zip(jaxpr.invars, args, strict=True):
+        env[v] = a
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        prim, params = eqn.primitive, eqn.params
+        out = None
+        if prim is lax.conv_general_dilated_p:
+            with eqn.ctx.manager:
+                out = _rewrite_conv(eqn, *invals)
+        if out is not None:
+            outs = [out]
+        elif prim.name in _INLINED and "jaxpr" in params:
+            sub = params["jaxpr"]
+            outs = _eval(
+                getattr(sub, "jaxpr", sub), getattr(sub, "consts", ()), invals
+            )
+        else:
+            with eqn.ctx.manager:
+                outs = prim.bind(*invals, **prim.get_bind_params(params))
+            if not prim.multiple_results:
+                outs = [outs]
+        for v, val in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = val
+    return [read(v) for v in jaxpr.outvars]
+
+
+def fast_convolutions(fn: Callable) -> Callable:
+    """`fn` with its convolutions in forms XLA:CPU runs fast (same values).
+
+    Takes and returns the same pytrees as `fn`; `fn` is traced when the result is
+    called, so it composes with `jit`, `vmap` and closures over traced values. On
+    a backend other than CPU it returns `fn` itself.
+    """
+    if jax.default_backend() != "cpu":
+        return fn
+
+    def wrapped(*args):
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+        outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+    return wrapped
