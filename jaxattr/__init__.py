@@ -1,10 +1,11 @@
 """jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
 
-from jaxattr import baselines, engine, filters, metrics, quadrature
+from jaxattr import baselines, engine, filters, metrics, quadrature, sharding
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
     NT_TYPES,
+    adaptive_integrated_gradients,
     adaptive_noising,
     adversarial_gradient_integration,
     blur_integrated_gradients,
@@ -32,6 +33,7 @@ __all__ = [
     "NT_TYPES",
     "OUTPUTS",
     "Attribution",
+    "adaptive_integrated_gradients",
     "adaptive_noising",
     "adversarial_gradient_integration",
     "attribute",
@@ -56,6 +58,7 @@ __all__ = [
     "quadrature",
     "saliency",
     "scalar_output",
+    "sharding",
     "smooth_taylor",
     "split_integrated_gradients",
 ]

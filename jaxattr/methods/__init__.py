@@ -1,5 +1,6 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
 
+from jaxattr.methods.adaptive_ig import adaptive_integrated_gradients
 from jaxattr.methods.agi import adversarial_gradient_integration
 from jaxattr.methods.blur_ig import blur_integrated_gradients
 from jaxattr.methods.dga import distilled_gradient_aggregation
@@ -21,6 +22,7 @@ from jaxattr.methods.split_ig import split_integrated_gradients
 
 __all__ = [
     "NT_TYPES",
+    "adaptive_integrated_gradients",
     "adaptive_noising",
     "adversarial_gradient_integration",
     "blur_integrated_gradients",
