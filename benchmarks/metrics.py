@@ -4,7 +4,7 @@
 
 One 224 x 224 photo, its saliency map as the attribution, 224 pixels per step
 (225 images per curve, 450 forward passes in all). Same weights in both frameworks:
-the PyTorch EfficientNet-Lite0 below is built from `models.flax_to_torch` of the
+the PyTorch EfficientNet-Lite0 of tests/models/torch_reference.py is loaded from `models.flax_to_torch` of the
 Flax variables. Reported, in one run and one process:
 
 * `jaxattr`: `jit(insertion + deletion)`, images in chunks of `--batch`; compile time
@@ -33,58 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def torch_lite0(state_dict):
-    """EfficientNet-Lite0 in PyTorch (NCHW), TensorFlow SAME padding, ReLU6, no SE."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
+    """EfficientNet-Lite0 in PyTorch (tests/models/torch_reference.py), on pixels."""
+    sys.path.insert(0, str(ROOT))
+    from tests.models.torch_reference import lite0_on_pixels
 
-    sd = {k: torch.tensor(np.asarray(v)) for k, v in state_dict.items()}
-    stages = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-              (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
-
-    def same_conv(x, name, stride, groups=1):
-        w = sd[name + ".weight"]
-        k = w.shape[-1]
-        pads = []
-        for size in (x.shape[3], x.shape[2]):  # F.pad order: W then H
-            out = math.ceil(size / stride)
-            total = max((out - 1) * stride + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        b = sd.get(name + ".bias")
-        return F.conv2d(F.pad(x, pads), w, b, stride=stride, groups=groups)
-
-    def bn(x, name):
-        return F.batch_norm(
-            x, sd[name + ".running_mean"], sd[name + ".running_var"],
-            sd[name + ".weight"], sd[name + ".bias"], False, 0.0, 1e-3,
-        )  # fmt: skip
-
-    class Lite0(torch.nn.Module):
-        def forward(self, pixels):  # [N, 3, H, W] in [0, 1]
-            x = (pixels * 255.0 - 127.0) / 128.0
-            x = F.relu6(bn(same_conv(x, "_conv_stem", 2), "_bn0"))
-            i = 0
-            for repeats, kernel, stride, expand, out in stages:
-                for r in range(repeats):
-                    p = f"_blocks.{i}."
-                    y = x
-                    if expand != 1:
-                        y = F.relu6(bn(same_conv(y, p + "_expand_conv", 1), p + "_bn0"))
-                    y = same_conv(
-                        y, p + "_depthwise_conv", stride if r == 0 else 1,
-                        groups=y.shape[1],
-                    )  # fmt: skip
-                    y = F.relu6(bn(y, p + "_bn1"))
-                    y = bn(same_conv(y, p + "_project_conv", 1), p + "_bn2")
-                    if (stride if r == 0 else 1) == 1 and x.shape[1] == out:
-                        y = y + x
-                    x = y
-                    i += 1
-            x = F.relu6(bn(same_conv(x, "_conv_head", 1), "_bn1"))
-            x = x.mean(dim=(2, 3))
-            return F.linear(x, sd["_fc.weight"], sd["_fc.bias"])
-
-    return Lite0().eval()
+    return lite0_on_pixels(state_dict)
 
 
 def torch_gkern(klen=11, nsig=5):

@@ -245,3 +245,27 @@ def randomise(model: nn.Module, seed: int) -> nn.Module:
                 if m.bias is not None:
                     m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
     return model.eval()
+
+
+class _Lite0OnPixels(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels):  # [N, 3, H, W] in [0, 1]
+        return self.net((pixels * 255.0 - 127.0) / 128.0)
+
+
+def lite0_on_pixels(state_dict) -> nn.Module:
+    """EfficientNet-Lite0 with `state_dict` (arrays by package key, e.g. from
+    `jaxattr.models.flax_to_torch`), taking pixels in [0, 1] as jaxattr's model
+    function does; eval mode."""
+    import numpy as np
+
+    net = EfficientNetLite0()
+    missing, unexpected = net.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, strict=False
+    )
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise KeyError(f"Lite0 state dict: missing {missing}, unexpected {unexpected}")
+    return _Lite0OnPixels(net).eval()
