@@ -20,14 +20,18 @@ benchmarks/README.md:
   elementwise loop. They are rewritten that way, forward and backward.
 
 `fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites. Results
-equal `fn`'s up to float rounding (the products are summed in another order). It
-applies on the CPU backend only; GPU and TPU compilers pick convolution
-algorithms and layouts themselves.
+equal `fn`'s up to float rounding (the products are summed in another order; in a
+piecewise-linear network a pre-activation within rounding of a kink may then take
+the other side of it, as between batch sizes or devices). It applies on the CPU
+backend only (GPU and TPU compilers pick convolution algorithms and layouts
+themselves), and not at all when the environment variable
+`JAXATTR_FAST_CONVOLUTIONS=0` is set when a function is traced.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 
 import jax
@@ -35,6 +39,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 from jax import lax
 
+ENV_SWITCH = "JAXATTR_FAST_CONVOLUTIONS"
 _INLINED = ("jit", "pjit", "closed_call", "core_call")
 
 
@@ -142,9 +147,10 @@ def fast_convolutions(fn: Callable) -> Callable:
 
     Takes and returns the same pytrees as `fn`; `fn` is traced when the result is
     called, so it composes with `jit`, `vmap` and closures over traced values. On
-    a backend other than CPU it returns `fn` itself.
+    a backend other than CPU, or with `JAXATTR_FAST_CONVOLUTIONS=0`, it returns
+    `fn` itself.
     """
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or os.environ.get(ENV_SWITCH, "1") == "0":
         return fn
 
     def wrapped(*args):

@@ -109,14 +109,12 @@ def test_inside_scan_no_swapped_or_depthwise_convolutions_remain():
     assert all(lab.split("_")[1].startswith("01io") for lab in labels), labels
     assert "feature_group_count" not in hlo
 
-    # and the integral is the one computed without the rewrite
-    import jaxattr.fast_convolutions as fc
-
-    plain = jax.jit(run)(x)
-    orig = fc.fast_convolutions
-    try:
-        fc.fast_convolutions = lambda fn: fn
-        reference = jax.jit(run)(x)
-    finally:
-        fc.fast_convolutions = orig
-    np.testing.assert_allclose(plain.integral, reference.integral, rtol=1e-5, atol=1e-5)
+    # the switch turns the rewrite off, and the integral is the same without it
+    fast = jax.jit(run)(x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAXATTR_FAST_CONVOLUTIONS", "0")
+        run_off = jax.jit(lambda x: run(x))  # a new function: no cached trace
+        hlo_off = run_off.lower(x).compile().as_text()
+        reference = run_off(x)
+    assert "feature_group_count" in hlo_off
+    np.testing.assert_allclose(fast.integral, reference.integral, rtol=1e-5, atol=1e-5)
