@@ -44,10 +44,12 @@ def chunked_sum(
 
     `fn(x_i) -> (summed_i, stacked_i)`; returns `(sum_i summed_i, stack_i stacked_i)`.
     `fn` is `vmap`ped over chunks of `batch_size` items, and the chunks run in a
-    `lax.scan`, so at most `batch_size` evaluations are alive at once. (Unrolling
-    the chunks ran ~2x faster on XLA:CPU, but XLA then keeps every chunk's
-    activations alive: 1.7 GB of temporaries for 32 ResNet-50 steps in chunks of 8,
-    against 0.45 GB in a scan; see benchmarks/README.md.) When the
+    `lax.scan`, so at most `batch_size` evaluations are alive at once (unrolled
+    chunks would let XLA keep every chunk's activations alive: 1.7 GB of
+    temporaries for 32 ResNet-50 steps in chunks of 8, against 0.45 GB in a scan).
+    On CPU the chunk's convolutions go through `fast_convolutions`, without which
+    XLA:CPU runs the gradient convolutions inside the scan's loop ~3x slower than
+    outside it (benchmarks/README.md). When the
     number of items `n` is not a multiple of `batch_size`, the last chunk is padded
     with copies of the first item whose contributions are masked out.
 
