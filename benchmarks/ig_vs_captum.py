@@ -84,7 +84,9 @@ def run_one(framework: str, name: str, steps: int, chunk: int, size: int, repeat
         import jaxattr
 
         def explain(variables, x):
-            f = jaxattr.scalar_output(lambda z: model.module.apply(variables, z), target)
+            f = jaxattr.scalar_output(
+                lambda z: model.module.apply(variables, z), target
+            )
             return jaxattr.integrated_gradients(f, x, n_steps=steps, batch_size=chunk)
 
         variables, x = model.variables, jnp.asarray(x)
@@ -117,7 +119,9 @@ def run_one(framework: str, name: str, steps: int, chunk: int, size: int, repeat
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
 
         def call():
-            return ig.attribute(xt, target=target, n_steps=steps, internal_batch_size=chunk)
+            return ig.attribute(
+                xt, target=target, n_steps=steps, internal_batch_size=chunk
+            )
 
     out["first_s"], out["best_s"], out["peak_mb"] = _time(call, repeats)
     return out
@@ -197,24 +201,39 @@ def main() -> None:
     p.add_argument("--chunks", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--one", nargs=4, metavar=("FW", "MODEL", "STEPS", "CHUNK"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--one",
+        nargs=4,
+        metavar=("FW", "MODEL", "STEPS", "CHUNK"),
+        help=argparse.SUPPRESS,
+    )
     args = p.parse_args()
     if args.one:
         fw, name, steps, chunk = args.one
-        print(json.dumps(run_one(fw, name, int(steps), int(chunk), args.size, args.repeats)))
+        print(
+            json.dumps(
+                run_one(fw, name, int(steps), int(chunk), args.size, args.repeats)
+            )
+        )
         return
 
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[:3]
     peak = matmul_peak()
-    print(f"# IG, jaxattr vs Captum, {args.size}x{args.size}; "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {' '.join(load)} at the start; {versions()}")
-    print(f"# matmul peak (2048^2 float32): XLA {peak['xla']:.0f} GFLOP/s, "
-          f"PyTorch {peak['torch']:.0f} GFLOP/s\n")
-    print("| model | steps | chunk | jaxattr s | Captum s | jaxattr/Captum | jaxattr GFLOP/s "
-          "| jaxattr compile s | jaxattr peak RSS MB | Captum peak RSS MB | XLA temp MB |")
+    print(
+        f"# IG, jaxattr vs Captum, {args.size}x{args.size}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {' '.join(load)} at the start; {versions()}"
+    )
+    print(
+        f"# matmul peak (2048^2 float32): XLA {peak['xla']:.0f} GFLOP/s, "
+        f"PyTorch {peak['torch']:.0f} GFLOP/s\n"
+    )
+    print(
+        "| model | steps | chunk | jaxattr s | Captum s | jaxattr/Captum | jaxattr GFLOP/s "
+        "| jaxattr compile s | jaxattr peak RSS MB | Captum peak RSS MB | XLA temp MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for name in args.models:
@@ -222,30 +241,54 @@ def main() -> None:
             for chunk in args.chunks:
                 res = {}
                 for fw in ("jaxattr", "captum"):
-                    cmd = [sys.executable, __file__, "--one", fw, name, str(steps), str(chunk),
-                           "--size", str(args.size), "--repeats", str(args.repeats)]
-                    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        fw,
+                        name,
+                        str(steps),
+                        str(chunk),
+                        "--size",
+                        str(args.size),
+                        "--repeats",
+                        str(args.repeats),
+                    ]
+                    out = subprocess.run(
+                        cmd, check=False, capture_output=True, text=True, cwd=ROOT
+                    )
                     if out.returncode:
-                        sys.exit(f"{fw} {name} steps={steps} chunk={chunk} failed:\n"
-                                 f"{out.stderr[-3000:]}")
+                        sys.exit(
+                            f"{fw} {name} steps={steps} chunk={chunk} failed:\n"
+                            f"{out.stderr[-3000:]}"
+                        )
                     res[fw] = json.loads(out.stdout.strip().splitlines()[-1])
                 j, c = res["jaxattr"], res["captum"]
                 results.append((j, c))
-                print(f"| {name} | {steps} | {chunk} | {j['best_s']:.2f} | {c['best_s']:.2f} | "
-                      f"{j['best_s'] / c['best_s']:.2f} | {j['flops'] / j['best_s'] / 1e9:.0f} | "
-                      f"{j['compile_s']:.1f} | {j['peak_mb']:.0f} | {c['peak_mb']:.0f} | "
-                      f"{j['xla_temp_mb']:.0f} |", flush=True)
-    print("\n| model | steps | Captum best s (chunk) | jaxattr at that chunk | jaxattr best s (chunk) "
-          "| ratio at Captum's best chunk | ratio best vs best |")
+                print(
+                    f"| {name} | {steps} | {chunk} | {j['best_s']:.2f} | {c['best_s']:.2f} | "
+                    f"{j['best_s'] / c['best_s']:.2f} | {j['flops'] / j['best_s'] / 1e9:.0f} | "
+                    f"{j['compile_s']:.1f} | {j['peak_mb']:.0f} | {c['peak_mb']:.0f} | "
+                    f"{j['xla_temp_mb']:.0f} |",
+                    flush=True,
+                )
+    print(
+        "\n| model | steps | Captum best s (chunk) | jaxattr at that chunk | jaxattr best s (chunk) "
+        "| ratio at Captum's best chunk | ratio best vs best |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         for steps in args.steps:
-            rows = [(j, c) for j, c in results if j["model"] == name and j["steps"] == steps]
+            rows = [
+                (j, c) for j, c in results if j["model"] == name and j["steps"] == steps
+            ]
             jc, cb = min(rows, key=lambda r: r[1]["best_s"])
             jb = min((j for j, _ in rows), key=lambda j: j["best_s"])
-            print(f"| {name} | {steps} | {cb['best_s']:.2f} ({cb['chunk']}) | "
-                  f"{jc['best_s']:.2f} | {jb['best_s']:.2f} ({jb['chunk']}) | "
-                  f"{jc['best_s'] / cb['best_s']:.2f} | {jb['best_s'] / cb['best_s']:.2f} |")
+            print(
+                f"| {name} | {steps} | {cb['best_s']:.2f} ({cb['chunk']}) | "
+                f"{jc['best_s']:.2f} | {jb['best_s']:.2f} ({jb['chunk']}) | "
+                f"{jc['best_s'] / cb['best_s']:.2f} | {jb['best_s'] / cb['best_s']:.2f} |"
+            )
 
 
 if __name__ == "__main__":

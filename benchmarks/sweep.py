@@ -84,13 +84,17 @@ def main() -> None:
     }
     with open("/proc/loadavg") as fh:
         load = " ".join(fh.read().split()[:3])
-    print(f"# {args.values}-value sweeps on EfficientNet-Lite0, {args.steps} evaluations "
-          f"per value in chunks of {args.chunk}; "
-          f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {load} at the start; jax {jax.__version__}\n")
-    print("| sweep | vmap s | calls s | vmap / calls | vmap compile s | one-value compile s "
-          "| max abs diff |")
+    print(
+        f"# {args.values}-value sweeps on EfficientNet-Lite0, {args.steps} evaluations "
+        f"per value in chunks of {args.chunk}; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {load} at the start; jax {jax.__version__}\n"
+    )
+    print(
+        "| sweep | vmap s | calls s | vmap / calls | vmap compile s | one-value compile s "
+        "| max abs diff |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, (fn, values) in sweeps.items():
         values = jnp.asarray(values, jnp.float32)
@@ -100,13 +104,19 @@ def main() -> None:
         t0 = time.perf_counter()
         one = jax.jit(fn).lower(values[0]).compile()
         compile_one = time.perf_counter() - t0
-        t_vmap = best_of(lambda s=swept, v=values: s(v).block_until_ready(), args.repeats)
+        t_vmap = best_of(
+            lambda s=swept, v=values: s(v).block_until_ready(), args.repeats
+        )
         t_calls = best_of(
-            lambda o=one, vs=values: [o(v).block_until_ready() for v in vs], args.repeats
+            lambda o=one, vs=values: [o(v).block_until_ready() for v in vs],
+            args.repeats,
         )
         diff = float(jnp.abs(swept(values) - jnp.stack([one(v) for v in values])).max())
-        print(f"| {name} | {t_vmap:.2f} | {t_calls:.2f} | {t_vmap / t_calls:.2f} | "
-              f"{compile_vmap:.1f} | {compile_one:.1f} | {diff:.1e} |", flush=True)
+        print(
+            f"| {name} | {t_vmap:.2f} | {t_calls:.2f} | {t_vmap / t_calls:.2f} | "
+            f"{compile_vmap:.1f} | {compile_one:.1f} | {diff:.1e} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
