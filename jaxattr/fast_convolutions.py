@@ -37,6 +37,7 @@ from collections.abc import Callable
 import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 ENV_SWITCH = "JAXATTR_FAST_CONVOLUTIONS"
@@ -64,19 +65,14 @@ def _is_depthwise(lhs, rhs, params) -> bool:
     )
 
 
-def _depthwise_as_taps(lhs, rhs, params, out_aval):
-    """A depthwise convolution of channels-last `lhs` as a sum of shifted taps."""
-    dn = params["dimension_numbers"]
-    taps = _kernel_to_hwio(rhs, dn.rhs_spec)[..., 0, :]  # [*window, C]
-    window = taps.shape[:-1]
-    n = len(window)
+def _window_slices(x, params, window, out_spatial):
+    """`(tap, slice)` for each kernel tap: the strided slice of the padded, dilated
+    channels-last `x` that the tap multiplies, `[N, *out_spatial, C]`."""
     pad = [(0, 0, 0)]
     for (lo, hi), dil in zip(params["padding"], params["lhs_dilation"], strict=True):
         pad.append((lo, hi, dil - 1))
-    x = lax.pad(lhs, jnp.zeros((), lhs.dtype), [*pad, (0, 0, 0)])
-    out_spatial = out_aval.shape[1 : n + 1]
+    x = lax.pad(x, jnp.zeros((), x.dtype), [*pad, (0, 0, 0)])
     strides, rhs_dil = params["window_strides"], params["rhs_dilation"]
-    acc = None
     for tap in itertools.product(*(range(k) for k in window)):
         start = [0] + [t * d for t, d in zip(tap, rhs_dil, strict=True)] + [0]
         limit = (
@@ -84,9 +80,44 @@ def _depthwise_as_taps(lhs, rhs, params, out_aval):
             + [s + (o - 1) * st + 1 for s, o, st in zip(start[1:], out_spatial, strides)]
             + [x.shape[-1]]
         )
-        term = lax.slice(x, start, limit, (1, *strides, 1)) * taps[tap]
+        yield tap, lax.slice(x, start, limit, (1, *strides, 1))
+
+
+def _depthwise_as_taps(lhs, rhs, params, out_aval):
+    """A depthwise convolution of channels-last `lhs` as a sum of shifted taps."""
+    taps = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)[..., 0, :]
+    window = taps.shape[:-1]  # taps: [*window, C]
+    out_spatial = out_aval.shape[1 : len(window) + 1]
+    acc = None
+    for tap, window_slice in _window_slices(lhs, params, window, out_spatial):
+        term = window_slice * taps[tap]
         acc = term if acc is None else acc + term
     return acc.astype(out_aval.dtype)
+
+
+def _pointwise_as_matmul(lhs, rhs, params, out_aval):
+    """A 1x1 convolution as a matrix product over channels, done on whichever of
+    the input and output grids has fewer positions (padding, dilation and
+    striding commute with it: they only move or insert zero positions)."""
+    kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
+    kernel = kernel.reshape(kernel.shape[-2:])  # [C_in, C_out]
+    window = (1,) * (lhs.ndim - 2)
+    out_spatial = out_aval.shape[1:-1]
+
+    def matmul(x):
+        return lax.dot_general(
+            x,
+            kernel,
+            (((x.ndim - 1,), (0,)), ((), ())),
+            precision=params["precision"],
+            preferred_element_type=params["preferred_element_type"],
+        )
+
+    if np.prod(out_spatial) <= np.prod(lhs.shape[1:-1]):
+        ((_, moved),) = _window_slices(lhs, params, window, out_spatial)
+        return matmul(moved).astype(out_aval.dtype)
+    ((_, moved),) = _window_slices(matmul(lhs), params, window, out_spatial)
+    return moved.astype(out_aval.dtype)
 
 
 def _rewrite_conv(eqn, lhs, rhs):
@@ -95,12 +126,17 @@ def _rewrite_conv(eqn, lhs, rhs):
     dn = params["dimension_numbers"]
     if not (_channels_last(dn.lhs_spec) and _channels_last(dn.out_spec)):
         return None
+    out_aval = eqn.outvars[0].aval
     if _is_depthwise(lhs, rhs, params):
-        return _depthwise_as_taps(lhs, rhs, params, eqn.outvars[0].aval)
+        return _depthwise_as_taps(lhs, rhs, params, out_aval)
+    grouped = params["feature_group_count"] > 1 or params["batch_group_count"] > 1
+    if grouped:
+        return None
+    if all(rhs.shape[d] == 1 for d in dn.rhs_spec[2:]):
+        return _pointwise_as_matmul(lhs, rhs, params, out_aval)
     n = len(dn.lhs_spec) - 2
     hwio = (n + 1, n, *range(n))
-    grouped = params["feature_group_count"] > 1 or params["batch_group_count"] > 1
-    if grouped or tuple(dn.rhs_spec) == hwio:
+    if tuple(dn.rhs_spec) == hwio:
         return None
     rhs = lax.optimization_barrier(_kernel_to_hwio(rhs, dn.rhs_spec))
     canonical = lax.ConvDimensionNumbers(dn.lhs_spec, hwio, dn.out_spec)
