@@ -202,6 +202,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument(
+        "--xla-flags",
+        default="",
+        help="extra XLA_FLAGS for the jaxattr processes (e.g. the CPU flags in README)",
+    )
+    p.add_argument(
         "--one",
         nargs=4,
         metavar=("FW", "MODEL", "STEPS", "CHUNK"),
@@ -225,6 +230,7 @@ def main() -> None:
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {' '.join(load)} at the start; {versions()}"
+        + (f"; jaxattr with XLA_FLAGS+={args.xla_flags}" if args.xla_flags else "")
     )
     print(
         f"# matmul peak (2048^2 float32): XLA {peak['xla']:.0f} GFLOP/s, "
@@ -254,8 +260,18 @@ def main() -> None:
                         "--repeats",
                         str(args.repeats),
                     ]
+                    env = dict(os.environ)
+                    if fw == "jaxattr" and args.xla_flags:
+                        env["XLA_FLAGS"] = (
+                            f"{env.get('XLA_FLAGS', '')} {args.xla_flags}"
+                        )
                     out = subprocess.run(
-                        cmd, check=False, capture_output=True, text=True, cwd=ROOT
+                        cmd,
+                        check=False,
+                        capture_output=True,
+                        text=True,
+                        cwd=ROOT,
+                        env=env,
                     )
                     if out.returncode:
                         sys.exit(
