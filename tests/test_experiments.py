@@ -1,16 +1,15 @@
 """Each paper's `debug` config runs end to end through `python -m experiments` (in
-process, tmp database) in under a minute and writes a table with one row per method.
+process, tmp database) and writes a table with one row per method.
 
-Budget: about 2 minutes for the whole file on 2 idle CPU cores (the debug configs use a
-random ResNet-8 on 2 images of 32 x 32 pixels). The minute is checked as CPU time of
-this process, not wall time: on a shared machine wall time measures the neighbours.
+The debug configs use a random ResNet-8 on 2 images of 32 x 32 pixels (about 2 minutes
+for the whole file on 2 idle CPU cores). Their size is checked, not their run time:
+speed is measured in benchmarks/, never in timed tests.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 
 import pytest
 
@@ -45,14 +44,14 @@ def _tables(report_dir):
 @pytest.mark.parametrize("paper", sorted(experiments.PAPERS))
 def test_debug_config_runs_and_tabulates(paper, tmp_path, capsys):
     db, report_dir = tmp_path / "r.sqlite", tmp_path / "report"
-    t0 = time.process_time()
+    config, limit = resolve_config(paper, "debug")
+    # The debug configs stay tiny by construction (speed lives in benchmarks/, not in
+    # timed tests): at most 2 examples.
+    assert limit is not None and limit <= 2, (paper, limit)
     rc = main([paper, "--config", "debug", "--db", str(db), "--report", str(report_dir),
                "--no-progress"])  # fmt: skip
-    cpu = time.process_time() - t0
     assert rc == 0
-    assert cpu < 60, f"{paper} debug run took {cpu:.0f} s of CPU time (budget 60 s)"
 
-    config, limit = resolve_config(paper, "debug")
     built = experiments.load(paper).build(config)
     exps = [built] if isinstance(built, Experiment) else list(built)
     tables = _tables(report_dir)
