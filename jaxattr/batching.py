@@ -53,24 +53,7 @@ def attribute(
     if callable(target):
         target = target(model_fn(inputs))
     if target is not None:
-        target = jnp.asarray(target)
-        if target.ndim == 0:
-            target = jnp.broadcast_to(target, (n,))
-        if target.shape != (n,):
-            raise ValueError(
-                f"{caller}: target must be an int or have shape [N] = ({n},); got shape"
-                f" {tuple(target.shape)}."
-            )
-        if not jnp.issubdtype(target.dtype, jnp.integer):
-            raise TypeError(f"{caller}: target must be integer; got {target.dtype}.")
-        if not _checks.is_traced(target):
-            k = jax.eval_shape(model_fn, inputs[:1]).shape[-1]
-            t = np.asarray(target)
-            if t.min() < 0 or t.max() >= k:
-                raise ValueError(
-                    f"{caller}: target must be in [0, {k}) for a model with {k}"
-                    f" outputs; got values in [{t.min()}, {t.max()}]."
-                )
+        target = check_target(target, inputs, model_fn, caller)
     per_example_baseline = hasattr(baselines, "shape") and tuple(
         baselines.shape
     ) == tuple(inputs.shape)
@@ -91,3 +74,29 @@ def attribute(
     return jax.vmap(one, in_axes=(0, 0 if target is not None else None, b_axis, 0))(
         inputs, target, b_arg, keys
     )
+
+
+def check_target(target, inputs, model_fn, caller: str) -> jax.Array:
+    """`target` (an int, or ints `[N]`) as an integer array `[N]`; its values are
+    checked against the model's number of outputs when they are concrete."""
+    n = inputs.shape[0]
+    target = jnp.asarray(target)
+    if target.ndim == 0:
+        target = jnp.broadcast_to(target, (n,))
+    if target.shape != (n,):
+        raise ValueError(
+            f"{caller}: target must be an int or have shape [N] = ({n},); got shape"
+            f" {tuple(target.shape)}."
+        )
+    if not jnp.issubdtype(target.dtype, jnp.integer):
+        raise TypeError(f"{caller}: target must be integer; got {target.dtype}.")
+    if not _checks.is_traced(target):
+        one = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype)
+        k = jax.eval_shape(model_fn, one).shape[-1]
+        t = np.asarray(target)
+        if t.min() < 0 or t.max() >= k:
+            raise ValueError(
+                f"{caller}: target must be in [0, {k}) for a model with {k}"
+                f" outputs; got values in [{t.min()}, {t.max()}]."
+            )
+    return target

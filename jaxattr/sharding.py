@@ -281,29 +281,6 @@ def _attribute_body(
     )
 
 
-def _check_target(target, inputs, model_fn, caller: str):
-    """A concrete target as an int array `[N]` in range (as `jaxattr.attribute`)."""
-    n = inputs.shape[0]
-    t = np.asarray(target)
-    if t.ndim == 0:
-        t = np.broadcast_to(t, (n,))
-    if t.shape != (n,):
-        raise ValueError(
-            f"{caller}: target must be an int or have shape [N] = ({n},); got shape"
-            f" {t.shape}."
-        )
-    if not np.issubdtype(t.dtype, np.integer):
-        raise TypeError(f"{caller}: target must be integer; got {t.dtype}.")
-    one = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype)
-    k = jax.eval_shape(model_fn, one).shape[-1]
-    if t.min() < 0 or t.max() >= k:
-        raise ValueError(
-            f"{caller}: target must be in [0, {k}) for a model with {k} outputs; got"
-            f" values in [{t.min()}, {t.max()}]."
-        )
-    return t
-
-
 def attribute(
     method: Callable[..., Attribution],
     model_fn: Callable[[jax.Array], jax.Array],
@@ -347,7 +324,7 @@ def attribute(
     n = inputs.shape[0]
     target_fn = target if callable(target) else None
     if target is not None and target_fn is None:
-        target = _check_target(target, inputs, model_fn, caller)
+        target = np.asarray(batching.check_target(target, inputs, model_fn, caller))
     else:
         target = None
     per_example = hasattr(baselines, "shape") and tuple(baselines.shape) == tuple(
