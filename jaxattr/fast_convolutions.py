@@ -1,6 +1,6 @@
 """Convolutions rewritten into forms that XLA:CPU runs fast (same values).
 
-Two slow paths of XLA:CPU (jaxlib 0.10.2) are avoided, measured in
+Three slow paths of XLA:CPU (jaxlib 0.10.2) are avoided, measured in
 benchmarks/README.md:
 
 * **Kernel layout inside loops.** The gradient of a convolution with respect to
@@ -18,6 +18,13 @@ benchmarks/README.md:
   than the same sum written as `kh * kw` shifted, strided slices of the (padded,
   dilated) input times the per-channel filter taps, which XLA fuses into one
   elementwise loop. They are rewritten that way, forward and backward.
+* **Convolutions use one core, matrix products both.** 1x1 convolutions become a
+  `dot_general` over channels. Dense 3x3 stride-1 convolutions (and their input
+  gradients, which are the same kind) become Winograd F(2x2, 3x3): 16 matrix
+  products over channels on 2x2 output tiles, 2.25x fewer multiplications, with
+  input and output transforms of adds and halvings that XLA fuses (Lavin and Gray,
+  "Fast Algorithms for Convolutional Neural Networks", 2016). Relative error
+  about 1e-6 in float32. Measured: ResNet-50 IG 10 % faster, VGG-16 20 %.
 
 `fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites. Results
 equal `fn`'s up to float rounding (the products are summed in another order; in a
@@ -120,6 +127,83 @@ def _pointwise_as_matmul(lhs, rhs, params, out_aval):
     return moved.astype(out_aval.dtype)
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray, 2016): a 3x3 stride-1 convolution as 16
+# matrix products over channels on 2x2 output tiles. Input transform B^T d B,
+# kernel transform G g G^T, output transform A^T m A.
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+
+
+def _combine(coefficients, terms):
+    """`sum_i coefficients[i] * terms[i]`, skipping zeros and multiplying by +-1 free."""
+    acc = None
+    for c, t in zip(coefficients, terms, strict=True):
+        if c == 0:
+            continue
+        term = t if c == 1 else -t if c == -1 else c * t
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _is_winograd_3x3(lhs, rhs, params) -> bool:
+    dn = params["dimension_numbers"]
+    return (
+        lhs.ndim == 4
+        and tuple(rhs.shape[d] for d in dn.rhs_spec[2:]) == (3, 3)
+        and tuple(params["window_strides"]) == (1, 1)
+        and tuple(params["lhs_dilation"]) == (1, 1)
+        and tuple(params["rhs_dilation"]) == (1, 1)
+        and params["feature_group_count"] == 1
+        and params["batch_group_count"] == 1
+        and all(lo >= 0 and hi >= 0 for lo, hi in params["padding"])
+        # at least as many 2x2 output tiles as input channels: on fewer, the 16
+        # products are too thin and the transformed kernel (16/9 of the kernel)
+        # dominates (ResNet-50's 7x7x512 stage at 8 images: 2-3x slower)
+        and lhs.shape[0] * lhs.shape[1] * lhs.shape[2] >= 4 * lhs.shape[3]
+    )
+
+
+def _winograd_3x3(lhs, rhs, params, out_aval):
+    """A 3x3 stride-1 convolution of channels-last `lhs` by Winograd F(2x2, 3x3)."""
+    kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
+    (plo, phi), (qlo, qhi) = params["padding"]
+    n, h, w, _ = lhs.shape
+    ho, wo = out_aval.shape[1:3]
+    th, tw = -(-ho // 2), -(-wo // 2)
+    zero = jnp.zeros((), lhs.dtype)
+    x = lax.pad(
+        lhs,
+        zero,
+        [(0, 0, 0), (plo, 2 * th + 2 - h - plo, 0), (qlo, 2 * tw + 2 - w - qlo, 0), (0, 0, 0)],
+    )
+    d = [[x[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)] for a in range(4)]
+    rows = [[_combine(_BT[u], [d[a][b] for a in range(4)]) for b in range(4)] for u in range(4)]
+    v = [[_combine(_BT[t], rows[u]) for t in range(4)] for u in range(4)]
+    u_kernel = jnp.einsum("ua,abio,tb->utio", _G, kernel.astype(jnp.float32), _G)
+    u_kernel = u_kernel.astype(kernel.dtype)
+    m = [
+        [
+            lax.dot_general(
+                v[i][j],
+                u_kernel[i, j],
+                (((3,), (0,)), ((), ())),
+                precision=params["precision"],
+                preferred_element_type=params["preferred_element_type"],
+            )
+            for j in range(4)
+        ]
+        for i in range(4)
+    ]
+    rows = [[_combine(_AT[p], [m[i][j] for i in range(4)]) for j in range(4)] for p in range(2)]
+    y = jnp.stack(
+        [jnp.stack([_combine(_AT[q], rows[p]) for q in range(2)], axis=3) for p in range(2)],
+        axis=2,
+    )  # [N, th, 2, tw, 2, C_out]
+    y = y.reshape(n, 2 * th, 2 * tw, y.shape[-1])[:, :ho, :wo]
+    return y.astype(out_aval.dtype)
+
+
 def _rewrite_conv(eqn, lhs, rhs):
     """The rewritten convolution's output, or None to bind it unchanged."""
     params = eqn.params
@@ -134,6 +218,8 @@ def _rewrite_conv(eqn, lhs, rhs):
         return None
     if all(rhs.shape[d] == 1 for d in dn.rhs_spec[2:]):
         return _pointwise_as_matmul(lhs, rhs, params, out_aval)
+    if _is_winograd_3x3(lhs, rhs, params):
+        return _winograd_3x3(lhs, rhs, params, out_aval)
     n = len(dn.lhs_spec) - 2
     hwio = (n + 1, n, *range(n))
     if tuple(dn.rhs_spec) == hwio:

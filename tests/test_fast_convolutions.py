@@ -24,7 +24,13 @@ def _conv(x, w, **kw):
 
 
 CASES = {
-    "dense 3x3": dict(shape=(3, 3, 4, 5), window_strides=(1, 1), padding="SAME"),
+    "dense 3x3 (Winograd)": dict(shape=(3, 3, 4, 5), window_strides=(1, 1), padding="SAME"),
+    "dense 3x3 valid (Winograd)": dict(
+        shape=(3, 3, 4, 5), window_strides=(1, 1), padding="VALID"
+    ),
+    "dense 3x3 asymmetric pad (Winograd)": dict(
+        shape=(3, 3, 4, 3), window_strides=(1, 1), padding=((2, 1), (0, 3))
+    ),
     "dense 3x3 stride 2": dict(shape=(3, 3, 4, 6), window_strides=(2, 2), padding="SAME"),
     "dense 1x1 stride 2": dict(shape=(1, 1, 4, 6), window_strides=(2, 2), padding="VALID"),
     "pointwise, padded": dict(
@@ -122,3 +128,23 @@ def test_inside_scan_no_swapped_or_depthwise_convolutions_remain():
         reference = run_off(x)
     assert "feature_group_count" in hlo_off
     np.testing.assert_allclose(fast.integral, reference.integral, rtol=1e-5, atol=1e-5)
+
+
+def _primitives(fn, *args):
+    jaxpr = jax.make_jaxpr(fast_convolutions(fn))(*args).jaxpr
+    return [e.primitive.name for e in jaxpr.eqns]
+
+
+def test_winograd_replaces_wide_3x3_convolutions_only():
+    """A 3x3 stride-1 convolution with at least as many 2x2 output tiles as input
+    channels becomes matrix products; a narrower one, or a strided one, stays."""
+    rng = np.random.default_rng(2)
+    w = jnp.asarray(rng.normal(size=(3, 3, 16, 8)), jnp.float32)
+    conv = lambda x: _conv(x, w, window_strides=(1, 1), padding="SAME")
+    wide = jnp.zeros((2, 8, 8, 16), jnp.float32)  # 32 tiles >= 16 channels
+    narrow = jnp.zeros((1, 6, 6, 16), jnp.float32)  # 9 tiles < 16 channels
+    assert "conv_general_dilated" not in _primitives(conv, wide)
+    assert _primitives(conv, wide).count("dot_general") >= 16  # + the kernel transform
+    assert "conv_general_dilated" in _primitives(conv, narrow)
+    strided = lambda x: _conv(x, w, window_strides=(2, 2), padding="SAME")
+    assert "conv_general_dilated" in _primitives(strided, wide)
