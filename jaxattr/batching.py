@@ -51,7 +51,16 @@ def attribute(
         )
     n = inputs.shape[0]
     if callable(target):
-        target = target(model_fn(inputs))
+        outputs = model_fn(inputs)
+        target = target(outputs)
+        if jnp.shape(target) != (n,):
+            # e.g. jnp.argmax(z) without an axis: one flat index, which would be
+            # broadcast to every example and, traced, give NaN instead of an error
+            raise ValueError(
+                f"{caller}: a callable target must map the outputs"
+                f" {tuple(outputs.shape)} to one class per example, shape ({n},); got"
+                f" shape {tuple(jnp.shape(target))}. E.g. lambda z: jnp.argmax(z, -1)."
+            )
     if target is not None:
         target = check_target(target, inputs, model_fn, caller)
     per_example_baseline = hasattr(baselines, "shape") and tuple(

@@ -84,7 +84,10 @@ def _window_slices(x, params, window, out_spatial):
         start = [0] + [t * d for t, d in zip(tap, rhs_dil, strict=True)] + [0]
         limit = (
             [x.shape[0]]
-            + [s + (o - 1) * st + 1 for s, o, st in zip(start[1:], out_spatial, strides)]
+            + [
+                s + (o - 1) * st + 1
+                for s, o, st in zip(start[1:], out_spatial, strides)
+            ]
             + [x.shape[-1]]
         )
         yield tap, lax.slice(x, start, limit, (1, *strides, 1))
@@ -175,10 +178,21 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
     x = lax.pad(
         lhs,
         zero,
-        [(0, 0, 0), (plo, 2 * th + 2 - h - plo, 0), (qlo, 2 * tw + 2 - w - qlo, 0), (0, 0, 0)],
+        [
+            (0, 0, 0),
+            (plo, 2 * th + 2 - h - plo, 0),
+            (qlo, 2 * tw + 2 - w - qlo, 0),
+            (0, 0, 0),
+        ],
     )
-    d = [[x[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)] for a in range(4)]
-    rows = [[_combine(_BT[u], [d[a][b] for a in range(4)]) for b in range(4)] for u in range(4)]
+    d = [
+        [x[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)]
+        for a in range(4)
+    ]
+    rows = [
+        [_combine(_BT[u], [d[a][b] for a in range(4)]) for b in range(4)]
+        for u in range(4)
+    ]
     v = [[_combine(_BT[t], rows[u]) for t in range(4)] for u in range(4)]
     u_kernel = jnp.einsum("ua,abio,tb->utio", _G, kernel.astype(jnp.float32), _G)
     u_kernel = u_kernel.astype(kernel.dtype)
@@ -195,9 +209,15 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
         ]
         for i in range(4)
     ]
-    rows = [[_combine(_AT[p], [m[i][j] for i in range(4)]) for j in range(4)] for p in range(2)]
+    rows = [
+        [_combine(_AT[p], [m[i][j] for i in range(4)]) for j in range(4)]
+        for p in range(2)
+    ]
     y = jnp.stack(
-        [jnp.stack([_combine(_AT[q], rows[p]) for q in range(2)], axis=3) for p in range(2)],
+        [
+            jnp.stack([_combine(_AT[q], rows[p]) for q in range(2)], axis=3)
+            for p in range(2)
+        ],
         axis=2,
     )  # [N, th, 2, tw, 2, C_out]
     y = y.reshape(n, 2 * th, 2 * tw, y.shape[-1])[:, :ho, :wo]
@@ -250,9 +270,7 @@ def _eval(jaxpr, consts, args) -> list:
             outs = [out]
         elif prim.name in _INLINED and "jaxpr" in params:
             sub = params["jaxpr"]
-            outs = _eval(
-                getattr(sub, "jaxpr", sub), getattr(sub, "consts", ()), invals
-            )
+            outs = _eval(getattr(sub, "jaxpr", sub), getattr(sub, "consts", ()), invals)
         else:
             with eqn.ctx.manager:
                 outs = prim.bind(*invals, **prim.get_bind_params(params))

@@ -143,6 +143,23 @@ def test_callable_target_needs_x():
         jaxattr.scalar_output(lambda x: x, jnp.argmax)
 
 
+def test_attribute_callable_target_must_give_one_class_per_example():
+    """`jnp.argmax` without an axis gives one flat index for the batch; under `jit`
+    it used to be broadcast to every example and give NaN. Now: an error, traced or
+    not, naming the shapes."""
+    model = helpers.tiny_cnn(helpers.tiny_cnn_params())
+    xs = jnp.ones((3, 8, 8, 3))
+    msg = r"attribute: a callable target must map the outputs \(3, 10\) .* \(3,\); got shape \(\)"
+    for call in (
+        lambda xs: jaxattr.attribute(jaxattr.saliency, model, xs, jnp.argmax),
+        jax.jit(lambda xs: jaxattr.attribute(jaxattr.saliency, model, xs, jnp.argmax)),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            call(xs)
+    r = jaxattr.attribute(jaxattr.saliency, model, xs, lambda z: jnp.argmax(z, -1))
+    assert r.attributions.shape == xs.shape
+
+
 def test_noise_tunnel_arguments():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="nt_type must be one of.*got 'smooth'"):

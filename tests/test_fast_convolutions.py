@@ -24,19 +24,27 @@ def _conv(x, w, **kw):
 
 
 CASES = {
-    "dense 3x3 (Winograd)": dict(shape=(3, 3, 4, 5), window_strides=(1, 1), padding="SAME"),
+    "dense 3x3 (Winograd)": dict(
+        shape=(3, 3, 4, 5), window_strides=(1, 1), padding="SAME"
+    ),
     "dense 3x3 valid (Winograd)": dict(
         shape=(3, 3, 4, 5), window_strides=(1, 1), padding="VALID"
     ),
     "dense 3x3 asymmetric pad (Winograd)": dict(
         shape=(3, 3, 4, 3), window_strides=(1, 1), padding=((2, 1), (0, 3))
     ),
-    "dense 3x3 stride 2": dict(shape=(3, 3, 4, 6), window_strides=(2, 2), padding="SAME"),
-    "dense 1x1 stride 2": dict(shape=(1, 1, 4, 6), window_strides=(2, 2), padding="VALID"),
+    "dense 3x3 stride 2": dict(
+        shape=(3, 3, 4, 6), window_strides=(2, 2), padding="SAME"
+    ),
+    "dense 1x1 stride 2": dict(
+        shape=(1, 1, 4, 6), window_strides=(2, 2), padding="VALID"
+    ),
     "pointwise, padded": dict(
         shape=(1, 1, 4, 6), window_strides=(1, 2), padding=((1, 0), (0, 2))
     ),
-    "1-d pointwise stride 3": dict(shape=(1, 4, 5), window_strides=(3,), padding="SAME"),
+    "1-d pointwise stride 3": dict(
+        shape=(1, 4, 5), window_strides=(3,), padding="SAME"
+    ),
     "dense 5x3 dilated, asymmetric pad": dict(
         shape=(5, 3, 4, 3),
         window_strides=(1, 2),
