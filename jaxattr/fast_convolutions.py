@@ -153,6 +153,9 @@ def _is_winograd_3x3(lhs, rhs, params) -> bool:
     dn = params["dimension_numbers"]
     return (
         lhs.ndim == 4
+        # the transforms round in the input's precision: not for 16-bit floats
+        and lhs.dtype in (jnp.float32, jnp.float64)
+        and rhs.dtype == lhs.dtype
         and tuple(rhs.shape[d] for d in dn.rhs_spec[2:]) == (3, 3)
         and tuple(params["window_strides"]) == (1, 1)
         and tuple(params["lhs_dilation"]) == (1, 1)
@@ -194,8 +197,8 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
         for u in range(4)
     ]
     v = [[_combine(_BT[t], rows[u]) for t in range(4)] for u in range(4)]
-    u_kernel = jnp.einsum("ua,abio,tb->utio", _G, kernel.astype(jnp.float32), _G)
-    u_kernel = u_kernel.astype(kernel.dtype)
+    g = _G.astype(kernel.dtype)
+    u_kernel = jnp.einsum("ua,abio,tb->utio", g, kernel, g)
     m = [
         [
             lax.dot_general(

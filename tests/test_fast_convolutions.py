@@ -156,3 +156,23 @@ def test_winograd_replaces_wide_3x3_convolutions_only():
     assert "conv_general_dilated" in _primitives(conv, narrow)
     strided = lambda x: _conv(x, w, window_strides=(2, 2), padding="SAME")
     assert "conv_general_dilated" in _primitives(strided, wide)
+
+
+def test_winograd_in_float64_is_exact_to_float64_rounding():
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(2, 9, 10, 6)), jnp.float64)
+        w = jnp.asarray(rng.normal(size=(3, 3, 6, 4)), jnp.float64)
+        conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding="SAME")
+        assert "conv_general_dilated" not in _primitives(conv, x, w)
+        got = jax.jit(fast_convolutions(conv))(x, w)
+        want = conv(x, w)
+        assert got.dtype == jnp.float64
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_no_winograd_for_16_bit_floats():
+    x = jnp.zeros((2, 8, 8, 4), jnp.bfloat16)
+    w = jnp.zeros((3, 3, 4, 4), jnp.bfloat16)
+    conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding="SAME")
+    assert "conv_general_dilated" in _primitives(conv, x, w)
