@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import hashlib
 import json
 import sys
 import time
@@ -359,8 +360,9 @@ def explain(args) -> int:
         stem = Path(name).stem if Path(name).suffix else name
         figure = ""
         if not args.no_figures:
+            row_key = dict(settings, file=name, target=args.target)
             figure = _figure(
-                out,
+                out / f"{_figure_stem(stem, row_key)}.png",
                 stem,
                 image,
                 result,
@@ -405,7 +407,15 @@ def _gap(result) -> float:
     return float("nan")
 
 
-def _figure(out, stem, image, result, model, predicted, prob, args, delta) -> str:
+def _figure_stem(stem: str, row: dict) -> str:
+    """`<photo stem>-<method>-<8 hex digits of the row's key>`: photos with one stem
+    in different folders, and runs of other methods or settings into the same
+    `--out`, get their own figure (results.csv's `figure` column names it)."""
+    digest = hashlib.sha1("\x1f".join(_row_key(row)).encode()).hexdigest()[:8]
+    return f"{stem}-{row['method']}-{digest}"
+
+
+def _figure(path, stem, image, result, model, predicted, prob, args, delta) -> str:
     from jaxattr import viz
 
     note = args.method
@@ -422,7 +432,6 @@ def _figure(out, stem, image, result, model, predicted, prob, args, delta) -> st
         method_name=args.method,
         note=note,
     )
-    path = out / f"{stem}.png"
     viz.save_figure(fig, path)
     return path.name
 

@@ -78,6 +78,31 @@ def test_explain_writes_figures_and_rows_then_resumes(photos, tmp_path, capsys):
     ]
 
 
+def test_same_stem_and_other_methods_get_their_own_figures(photos, tmp_path):
+    """`a.png` in two folders, explained by two methods into one `--out`: four rows,
+    four figures, none overwritten."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.png").write_bytes((photos / "a.png").read_bytes())
+    out = tmp_path / "out"
+    for method in ("integrated_gradients", "saliency"):
+        argv = [
+            "explain",
+            str(photos / "a.png"),
+            str(other / "a.png"),
+            "--out",
+            str(out),
+        ]
+        assert cli.main([*argv, *FAST, "--method", method]) == 0
+    rows = read_rows(out)
+    figures = [r["figure"] for r in rows]
+    assert len(rows) == 4 and len(set(figures)) == 4, figures
+    for r in rows:
+        assert r["figure"].startswith(f"a-{r['method']}-")
+        assert (out / r["figure"]).stat().st_size > 0
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(figures)
+
+
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, photos, capsys):
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"not a jpeg at all")
