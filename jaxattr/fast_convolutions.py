@@ -139,7 +139,7 @@ _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 
 
 def _combine(coefficients, terms):
-    """`sum_i coefficients[i] * terms[i]`, skipping zeros and multiplying by +-1 free."""
+    """`sum_i coefficients[i] * terms[i]`, skipping zeros; +-1 costs no product."""
     acc = None
     for c, t in zip(coefficients, terms, strict=True):
         if c == 0:
@@ -173,7 +173,7 @@ def _is_winograd_3x3(lhs, rhs, params) -> bool:
 def _winograd_3x3(lhs, rhs, params, out_aval):
     """A 3x3 stride-1 convolution of channels-last `lhs` by Winograd F(2x2, 3x3)."""
     kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
-    (plo, phi), (qlo, qhi) = params["padding"]
+    (plo, _), (qlo, _) = params["padding"]  # the high pads follow from the tiles
     n, h, w, _ = lhs.shape
     ho, wo = out_aval.shape[1:3]
     th, tw = -(-ho // 2), -(-wo // 2)
