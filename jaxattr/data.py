@@ -35,7 +35,16 @@ __all__ = [
 
 #: CIFAR-10 class names in label order.
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 #: Imagenette's 10 wnids -> their standard ImageNet-1k class index.
 IMAGENETTE_TO_IMAGENET = {
@@ -111,17 +120,27 @@ def example_to_arrays(
 ) -> tuple[np.ndarray, int]:
     """Turn one numpy tfds example ``{"image": uint8 [H, W, C], "label": int}`` into
     ``(float32 [size, size, 3] in [0, 1], int label)``; ``label_map`` remaps labels."""
-    if not isinstance(example, dict) or "image" not in example or "label" not in example:
+    if (
+        not isinstance(example, dict)
+        or "image" not in example
+        or "label" not in example
+    ):
         got = sorted(example) if isinstance(example, dict) else type(example).__name__
-        raise ValueError(f"example: expected a dict with 'image' and 'label', got {got}")
+        raise ValueError(
+            f"example: expected a dict with 'image' and 'label', got {got}"
+        )
     image = np.asarray(example["image"])
     if image.dtype != np.uint8:
-        raise ValueError(f"example['image']: expected uint8 pixels, got dtype {image.dtype}")
+        raise ValueError(
+            f"example['image']: expected uint8 pixels, got dtype {image.dtype}"
+        )
     arr = preprocess(image, size=size, resize=resize, resample=resample)
     label = int(np.asarray(example["label"]))
     if label_map is not None:
         if label not in label_map:
-            raise ValueError(f"example['label']: {label} is not in label_map {sorted(label_map)}")
+            raise ValueError(
+                f"example['label']: {label} is not in label_map {sorted(label_map)}"
+            )
         label = int(label_map[label])
     return arr, label
 
@@ -136,7 +155,9 @@ def _builder(tfds, name, data_dir, manual_dir, download):
     return builder
 
 
-def tfds_class_names(name: str, *, data_dir=None, imagenet_labels: bool = True) -> list[str]:
+def tfds_class_names(
+    name: str, *, data_dir=None, imagenet_labels: bool = True
+) -> list[str]:
     """Class names indexed by the labels that :func:`tfds_dataset` yields.
 
     For imagenette with ``imagenet_labels=True`` the labels are ImageNet indices, so the
@@ -206,7 +227,9 @@ def tfds_dataset(
         wnids = builder.info.features["label"].names
         unknown = [w for w in wnids if w not in IMAGENETTE_TO_IMAGENET]
         if unknown:
-            raise ValueError(f"imagenette label names {unknown} have no known ImageNet index")
+            raise ValueError(
+                f"imagenette label names {unknown} have no known ImageNet index"
+            )
         label_map = {i: IMAGENETTE_TO_IMAGENET[w] for i, w in enumerate(wnids)}
     if batch_size is not None and size is None:
         shape = builder.info.features["image"].shape
@@ -223,7 +246,9 @@ def tfds_dataset(
 def _iterate(examples, size, resize, label_map, batch_size, resample):
     batch_x, batch_y = [], []
     for ex in examples:
-        x, y = example_to_arrays(ex, size, resize, label_map=label_map, resample=resample)
+        x, y = example_to_arrays(
+            ex, size, resize, label_map=label_map, resample=resample
+        )
         if batch_size is None:
             yield x, y
             continue

@@ -45,7 +45,13 @@ __all__ = [
     "save_figure",
 ]
 
-METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "original_image")
+METHODS = (
+    "heat_map",
+    "blended_heat_map",
+    "masked_image",
+    "alpha_scaling",
+    "original_image",
+)
 SIGNS = ("absolute_value", "positive", "negative", "all")
 REDUCTIONS = ("sum", "mean", "abs_sum", "max_abs", None)
 OUTLIER_METHODS = ("mass", "quantile")
@@ -68,7 +74,9 @@ def _as_attr(attr) -> np.ndarray:
             f"attr: expected a channels-last map [H, W] or [H, W, C] (or [1, H, W, C]), "
             f"got shape {a.shape}"
         )
-    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(
+        a.dtype, np.complexfloating
+    ):
         raise ValueError(f"attr: expected real numbers, got dtype {a.dtype}")
     a = a.astype(np.float64)
     bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
@@ -111,14 +119,20 @@ def _threshold_of(mags: np.ndarray, outlier_perc: float, outlier_method: str) ->
         t = float(np.percentile(flat, 100.0 - outlier_perc))
         return t if t > 0 else float(flat[-1])  # sparse maps: fall back to the maximum
     cum = np.cumsum(flat)
-    idx = int(np.searchsorted(cum, cum[-1] * (100.0 - outlier_perc) / 100.0, side="left"))
+    idx = int(
+        np.searchsorted(cum, cum[-1] * (100.0 - outlier_perc) / 100.0, side="left")
+    )
     return float(flat[min(idx, flat.size - 1)])
 
 
 def _check_outlier(outlier_perc, outlier_method):
     _check_choice("outlier_method", outlier_method, OUTLIER_METHODS)
-    if not (isinstance(outlier_perc, (int, float, np.number)) and 0 <= outlier_perc < 100):
-        raise ValueError(f"outlier_perc: expected a number in [0, 100), got {outlier_perc!r}")
+    if not (
+        isinstance(outlier_perc, (int, float, np.number)) and 0 <= outlier_perc < 100
+    ):
+        raise ValueError(
+            f"outlier_perc: expected a number in [0, 100), got {outlier_perc!r}"
+        )
 
 
 def attr_threshold(
@@ -183,8 +197,14 @@ def normalize_attr(
     if vmax is None:
         scale = _threshold_of(mags, float(outlier_perc), outlier_method)
     else:
-        if not (isinstance(vmax, (int, float, np.number)) and np.isfinite(vmax) and vmax >= 0):
-            raise ValueError(f"vmax: expected a finite number >= 0 or None, got {vmax!r}")
+        if not (
+            isinstance(vmax, (int, float, np.number))
+            and np.isfinite(vmax)
+            and vmax >= 0
+        ):
+            raise ValueError(
+                f"vmax: expected a finite number >= 0 or None, got {vmax!r}"
+            )
         scale = float(vmax)
     if scale <= 0:
         return np.zeros(a.shape, np.float32)
@@ -197,7 +217,9 @@ def visualize_image_grayscale(attr, percentile: float = 99) -> np.ndarray:
     """PAIR-style grey map: ``sum |a|`` over channels scaled to [0, 1] between its minimum
     and its ``percentile``; ``[H, W(, C)] -> float32 [H, W]``.  All-constant maps give zeros."""
     if not (0 < percentile <= 100):
-        raise ValueError(f"percentile: expected a number in (0, 100], got {percentile!r}")
+        raise ValueError(
+            f"percentile: expected a number in (0, 100], got {percentile!r}"
+        )
     m = reduce_channels(attr, "abs_sum")
     m = np.abs(m)
     hi, lo = float(np.percentile(m, percentile)), float(m.min())
@@ -210,7 +232,9 @@ def visualize_image_diverging(attr, percentile: float = 99) -> np.ndarray:
     """PAIR-style diverging map: channel sum scaled so that 0 -> 0.5 and
     +-(``percentile`` of |sum|) -> 1 / 0; ``[H, W(, C)] -> float32 [H, W]`` in [0, 1]."""
     if not (0 < percentile <= 100):
-        raise ValueError(f"percentile: expected a number in (0, 100], got {percentile!r}")
+        raise ValueError(
+            f"percentile: expected a number in (0, 100], got {percentile!r}"
+        )
     m = reduce_channels(attr, "sum")
     span = float(np.percentile(np.abs(m), percentile))
     if span <= 0:
@@ -218,7 +242,9 @@ def visualize_image_diverging(attr, percentile: float = 99) -> np.ndarray:
     return np.clip(0.5 + m / (2.0 * span), 0.0, 1.0).astype(np.float32)
 
 
-def _as_image(image, hw: tuple[int, int] | None = None, name: str = "image") -> np.ndarray:
+def _as_image(
+    image, hw: tuple[int, int] | None = None, name: str = "image"
+) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
@@ -262,7 +288,11 @@ def _mpl():
     headless = sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     )
-    if headless and "MPLBACKEND" not in os.environ and "matplotlib.pyplot" not in sys.modules:
+    if (
+        headless
+        and "MPLBACKEND" not in os.environ
+        and "matplotlib.pyplot" not in sys.modules
+    ):
         matplotlib.use("Agg")
     return matplotlib
 
@@ -287,7 +317,9 @@ def _default_cmap(sign: str):
     if sign == "all":
         from matplotlib.colors import LinearSegmentedColormap
 
-        return LinearSegmentedColormap.from_list("jaxattr_rwg", ["red", "white", "green"])
+        return LinearSegmentedColormap.from_list(
+            "jaxattr_rwg", ["red", "white", "green"]
+        )
     name = {"positive": "Greens", "negative": "Reds", "absolute_value": "Blues"}[sign]
     return mpl.colormaps[name]
 
@@ -313,7 +345,9 @@ def _draw(
     _check_choice("method", method, METHODS)
     _check_choice("sign", sign, SIGNS)
     if not (0.0 <= float(alpha_overlay) <= 1.0):
-        raise ValueError(f"alpha_overlay: expected a number in [0, 1], got {alpha_overlay!r}")
+        raise ValueError(
+            f"alpha_overlay: expected a number in [0, 1], got {alpha_overlay!r}"
+        )
     a = _as_attr(attr)
     hw = a.shape[:2]
     if method != "heat_map" and image is None:
@@ -329,9 +363,13 @@ def _draw(
             f"sign: method={method!r} needs a non-negative map, so sign must be one of "
             f"{[s for s in SIGNS if s != 'all']}, got 'all'"
         )
-    norm = normalize_attr(a, sign, outlier_perc, reduction, vmax, outlier_method=outlier_method)
+    norm = normalize_attr(
+        a, sign, outlier_perc, reduction, vmax, outlier_method=outlier_method
+    )
     if norm.ndim == 3:
-        raise ValueError("reduction: plotting needs a 2-D map, so reduction must not be None")
+        raise ValueError(
+            "reduction: plotting needs a 2-D map, so reduction must not be None"
+        )
     cmap = _default_cmap(sign) if cmap is None else cmap
     lo, hi = _scale_limits(sign)
     if method == "heat_map":
@@ -401,12 +439,25 @@ def visualize_image_attr(
     else:
         fig = ax.figure
     mappable = _draw(
-        ax, attr, image, method, sign, outlier_perc, alpha_overlay, cmap, vmax, reduction,
+        ax,
+        attr,
+        image,
+        method,
+        sign,
+        outlier_perc,
+        alpha_overlay,
+        cmap,
+        vmax,
+        reduction,
         outlier_method,
     )
     if show_colorbar and mappable is not None:
-        scale = vmax if vmax is not None else attr_threshold(
-            attr, sign, outlier_perc, reduction, outlier_method=outlier_method
+        scale = (
+            vmax
+            if vmax is not None
+            else attr_threshold(
+                attr, sign, outlier_perc, reduction, outlier_method=outlier_method
+            )
         )
         _colorbar(fig, ax, mappable, sign, scale)
     if title is not None:
@@ -439,11 +490,17 @@ def figure_grid(
     Returns ``(fig, axes)`` with ``axes`` of shape ``[N, 1 + n_methods]``.
     """
     _check_choice("shared_scale", shared_scale, ("row", "column", "all", "none"))
-    imgs = list(np.asarray(images)) if not isinstance(images, (list, tuple)) else list(images)
+    imgs = (
+        list(np.asarray(images))
+        if not isinstance(images, (list, tuple))
+        else list(images)
+    )
     if not imgs:
         raise ValueError("images: expected at least one image, got none")
     if not attrs_by_method:
-        raise ValueError("attrs_by_method: expected at least one method, got an empty mapping")
+        raise ValueError(
+            "attrs_by_method: expected at least one method, got an empty mapping"
+        )
     n = len(imgs)
     maps = {}
     for name, arr in attrs_by_method.items():
@@ -457,8 +514,12 @@ def figure_grid(
         raise ValueError(f"row_titles: expected {n} titles, got {len(row_titles)}")
     names = list(maps)
 
-    kw = dict(sign=sign, outlier_perc=outlier_perc, reduction=reduction,
-              outlier_method=outlier_method)
+    kw = dict(
+        sign=sign,
+        outlier_perc=outlier_perc,
+        reduction=reduction,
+        outlier_method=outlier_method,
+    )
     if shared_scale == "all":
         v = shared_vmax([m for name in names for m in maps[name]], **kw)
         scale = lambda i, j: v  # noqa: E731
@@ -472,8 +533,9 @@ def figure_grid(
         scale = lambda i, j: attr_threshold(maps[names[j]][i], **kw)  # noqa: E731
 
     ncols = 1 + len(names)
-    fig, axes = _new_figure((panel_size * ncols + 0.6, panel_size * n), n, ncols,
-                            use_pyplot=use_pyplot)
+    fig, axes = _new_figure(
+        (panel_size * ncols + 0.6, panel_size * n), n, ncols, use_pyplot=use_pyplot
+    )
     for i in range(n):
         img = _as_image(imgs[i], name=f"images[{i}]")
         axes[i, 0].imshow(img)
@@ -485,8 +547,19 @@ def figure_grid(
             axes[i, 0].set_title("image")
         for j, name in enumerate(names):
             ax = axes[i, j + 1]
-            m = _draw(ax, maps[name][i], img, method, sign, outlier_perc, alpha_overlay, cmap,
-                      scale(i, j), reduction, outlier_method)
+            m = _draw(
+                ax,
+                maps[name][i],
+                img,
+                method,
+                sign,
+                outlier_perc,
+                alpha_overlay,
+                cmap,
+                scale(i, j),
+                reduction,
+                outlier_method,
+            )
             if i == 0:
                 ax.set_title(name)
             last_in_group = (
@@ -533,30 +606,60 @@ def explanation_figure(
         raise ValueError(f"prob: expected a probability in [0, 1], got {prob!r}")
     a = _as_attr(attr)
     img = _as_image(image, a.shape[:2])
-    fig, axes = _new_figure((panel_size * 3 + 0.8, panel_size + 1.0), 1, 3,
-                            use_pyplot=use_pyplot)
+    fig, axes = _new_figure(
+        (panel_size * 3 + 0.8, panel_size + 1.0), 1, 3, use_pyplot=use_pyplot
+    )
     fig.set_dpi(dpi)
     axes = axes[0]
-    scale = vmax if vmax is not None else attr_threshold(
-        a, sign, outlier_perc, reduction, outlier_method=outlier_method
+    scale = (
+        vmax
+        if vmax is not None
+        else attr_threshold(
+            a, sign, outlier_perc, reduction, outlier_method=outlier_method
+        )
     )
-    _draw(axes[0], a, img, "original_image", sign, outlier_perc, alpha_overlay, cmap, scale,
-          reduction, outlier_method)
+    _draw(
+        axes[0],
+        a,
+        img,
+        "original_image",
+        sign,
+        outlier_perc,
+        alpha_overlay,
+        cmap,
+        scale,
+        reduction,
+        outlier_method,
+    )
     axes[0].set_title("input" if true_label is None else f"input (true: {true_label})")
     if cmap is None:
         cmap = "bwr" if sign == "all" else "inferno"
-    heat = _draw(axes[1], a, img, "heat_map", sign, outlier_perc, alpha_overlay, cmap, scale,
-                 reduction, outlier_method)
+    heat = _draw(
+        axes[1],
+        a,
+        img,
+        "heat_map",
+        sign,
+        outlier_perc,
+        alpha_overlay,
+        cmap,
+        scale,
+        reduction,
+        outlier_method,
+    )
     label = method_name or "attribution"
     axes[1].set_title(f"{label} ({sign.replace('_', ' ')})")
     _colorbar(fig, axes[1], heat, sign, scale)
-    norm = normalize_attr(a, sign, outlier_perc, reduction, scale, outlier_method=outlier_method)
+    norm = normalize_attr(
+        a, sign, outlier_perc, reduction, scale, outlier_method=outlier_method
+    )
     _overlay(axes[2], img, norm, cmap, sign, alpha_overlay)
     axes[2].set_title("overlay")
     parts = [] if title is None else [str(title)]
     if pred_label is not None:
         parts.append(
-            f"predicted: {pred_label}" + ("" if prob is None else f" (p = {float(prob):.3f})")
+            f"predicted: {pred_label}"
+            + ("" if prob is None else f" (p = {float(prob):.3f})")
         )
     elif prob is not None:
         parts.append(f"p = {float(prob):.3f}")
@@ -565,8 +668,15 @@ def explanation_figure(
     if note:
         fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=9, color="0.3")
     if scale <= 0:
-        axes[1].text(0.5, 0.5, "all-zero map", transform=axes[1].transAxes, ha="center",
-                     va="center", color="0.4")
+        axes[1].text(
+            0.5,
+            0.5,
+            "all-zero map",
+            transform=axes[1].transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     return fig, axes
 
@@ -576,7 +686,9 @@ def save_figure(fig, path, *, dpi: int | None = None, close: bool = True) -> Pat
     interrupted run never leaves a half-written image.  Returns the path."""
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"path={str(path)!r}: the folder {str(path.parent)!r} does not exist")
+        raise FileNotFoundError(
+            f"path={str(path)!r}: the folder {str(path.parent)!r} does not exist"
+        )
     fmt = path.suffix.lstrip(".").lower() or "png"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

