@@ -21,6 +21,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .images import preprocess
+from .models import CIFAR10_CLASSES  # label order, one list for the project
 
 __all__ = [
     "SUPPORTED_DATASETS",
@@ -33,19 +34,6 @@ __all__ = [
     "tfds_class_names",
 ]
 
-#: CIFAR-10 class names in label order.
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 #: Imagenette's 10 wnids -> their standard ImageNet-1k class index.
 IMAGENETTE_TO_IMAGENET = {
     "n01440764": 0,  # tench
