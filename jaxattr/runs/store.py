@@ -302,6 +302,69 @@ class ResultStore:
                 (self.config_hash, image_id, IMAGE, _to_blob(u8)),
             )
 
+    def merge(
+        self,
+        rows: Sequence[Mapping],
+        *,
+        sessions: Mapping[str, Mapping] | None = None,
+        skipped: Sequence[Mapping] = (),
+    ) -> int:
+        """Add rows finished elsewhere (e.g. committed rows) for every ``(image, method)``
+        pair not done here, in ONE transaction; returns the number of pairs added.
+
+        ``rows``: dicts with ``image_id, method, metric, value`` and optionally ``label,
+        predicted, seconds, extra, curve`` and ``session`` (a key of ``sessions``, whose
+        value is the versions that computed the row: each becomes a session of this
+        database). ``skipped``: dicts with ``image_id, reason, label, predicted``, added
+        when missing. Pairs already done here keep their rows.
+        """
+        done = self.done()
+        by_pair: dict[tuple[str, str], list[Mapping]] = {}
+        for r in rows:
+            pair = (r["image_id"], r["method"])
+            if pair not in done:
+                by_pair.setdefault(pair, []).append(r)
+        sessions = dict(sessions or {})
+        known = self.skipped()
+        with self._transaction() as c:
+            ids: dict[str, int] = {}
+            for key in sorted(
+                {r.get("session") for g in by_pair.values() for r in g} - {None}
+            ):
+                if key not in sessions:
+                    raise ValueError(
+                        f"rows: session {key!r} is not a key of sessions {sorted(sessions)}"
+                    )
+                cur = c.execute(
+                    "INSERT INTO sessions (config_hash, versions, started) VALUES (?, ?, ?)",
+                    (
+                        self.config_hash,
+                        canonical_json(sessions[key], "versions"),
+                        _now(),
+                    ),
+                )
+                ids[key] = cur.lastrowid
+            for (image_id, method), group in by_pair.items():
+                values = self._check_rows(
+                    image_id, method, [{k: r.get(k) for k in _ROW_KEYS} for r in group]
+                )
+                c.execute(
+                    "INSERT INTO pairs VALUES (?, ?, ?)",
+                    (self.config_hash, image_id, method),
+                )
+                for v, r in zip(values, group, strict=True):
+                    v = (*v[:10], ids.get(r.get("session")), v[11])
+                    c.execute("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", v)
+            for s in skipped:
+                if s["image_id"] not in known:
+                    c.execute(
+                        "INSERT INTO skipped VALUES (?, ?, ?, ?, ?)",
+                        (self.config_hash, s["image_id"], str(s["reason"]),
+                         _opt_int(s.get("label"), "label"),
+                         _opt_int(s.get("predicted"), "predicted")),
+                    )  # fmt: skip
+        return len(by_pair)
+
     # ------------------------------------------------------------------ reading
     def done(self) -> set[tuple[str, str]]:
         """``(image_id, method)`` pairs finished for this config."""
@@ -367,6 +430,21 @@ def read_rows(conn_or_path, config_hash: str) -> list[dict]:
         d["extra"] = json.loads(d["extra"]) if d["extra"] else {}
         out.append(d)
     return out
+
+
+def read_sessions(conn, config_hash: str) -> dict[int, dict]:
+    """Session id -> versions (dict) of every session of ``config_hash``."""
+    cur = conn.execute(
+        "SELECT id, versions FROM sessions WHERE config_hash = ? ORDER BY id",
+        (config_hash,),
+    )
+    return {i: json.loads(v) for i, v in cur}
+
+
+def session_key(versions: Mapping) -> str:
+    """First 8 hex digits of sha256 of the canonical JSON of ``versions``: names the
+    software a row was computed with, the same on every machine."""
+    return hashlib.sha256(canonical_json(versions, "versions").encode()).hexdigest()[:8]
 
 
 def _open_ro(path) -> sqlite3.Connection:

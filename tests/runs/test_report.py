@@ -85,8 +85,8 @@ def test_report_plots(db, tmp_path):
     path, a, b = db
     files = report(path, tmp_path, config_hash=a.config_hash[:6])
     names = sorted(p.name for p in files)
-    assert names == ["curve_deletion.png", "curve_insertion.png", "grid.png", "table.csv",
-                     "table.md"]  # fmt: skip
+    assert names == ["curve_deletion.png", "curve_insertion.png", "grid.png", "paired.csv",
+                     "paired.md", "table.csv", "table.md"]  # fmt: skip
     for p in files:
         assert p.stat().st_size > 0
         if p.suffix == ".png":
