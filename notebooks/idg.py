@@ -23,9 +23,11 @@
 #
 # 1. **Phase A (coarse pass, forward only):** `N` values `L_k = f(g(a_k))` at
 #    `a_k = k / (N - 1)`; finite-difference slopes `s_k = (L_k - L_{k-1}) (N - 1)` per interval.
-# 2. **Allocation:** negative slopes are removed (`p_k ~ s_k - min(0, min s)`) and the `M`
-#    gradient evaluations are apportioned to the intervals in proportion to `p_k`
-#    (largest remainder), each interval cut into equal sub-cells with a node at each midpoint.
+# 2. **Allocation:** the `M` gradient evaluations are apportioned to the intervals in
+#    proportion to the magnitude of the slope, `p_k ~ |s_k|` (largest remainder; a falling
+#    logit changes as fast as a rising one), each interval cut into equal sub-cells with a
+#    node at each midpoint. The authors' code uses `s_k - min s` instead, which gives the
+#    steepest falling interval no node at all (`reference_compat=True` keeps that).
 # 3. **Phase C:** `M` gradients at the nodes, each weighted by its sub-cell width times the
 #    exact slope `dF/da(a_j)`.
 #
@@ -126,8 +128,8 @@ plt.show()
 #
 # Each node `a_j` carries the width of its sub-cell and the exact slope
 # `dF/da(a_j) = <grad f(g(a_j)), x - x'>`, which comes free with the gradient. The effective
-# weight of a gradient is `width_j * slope_j`: nodes are dense where the logit rises, and
-# gradients where it is flat barely count. IG, for comparison, uses `M` fixed Gauss-Legendre
+# weight of a gradient is `width_j * slope_j`: nodes are dense where the logit rises or
+# falls fast, and gradients where it is flat barely count. IG, for comparison, uses `M` fixed Gauss-Legendre
 # nodes with weights independent of the model.
 
 # %%

@@ -35,8 +35,12 @@ def allocate(
     nodes of phase C (algorithms.md §3.2, §10), all with static shapes:
 
     * slopes of the intervals: `s_k = (L_k - L_{k-1}) / D`, `D = 1 / (N - 1)`;
-    * negatives eliminated as the authors do: `p_k ~ s_k - min(0, min s)` (their
-      min-max normalisation with `s_0 = 0` included; the max cancels);
+    * mass of interval `k`: described method: `p_k ~ |s_k|`, the magnitude of the
+      slope (a falling interval gets nodes as a rising one of the same steepness;
+      where no slope is negative this is the authors' normalisation, whose shift
+      is then 0); reference: `p_k ~ s_k - min s` over their `N` entries with the
+      dummy `s_0 = 0` (their min-max normalisation; the max cancels), which gives
+      the steepest falling interval no mass at all;
     * counts `c_k`: described method: largest-remainder apportionment of
       `n_steps` (always exactly `n_steps` nodes); reference: `floor(M p_k)`, then
       the remainder `R` goes to the empty intervals with the largest `M p_k`
@@ -51,6 +55,19 @@ def allocate(
 
     Degenerate slopes (constant `f`, or no positive normalised mass) fall back to
     a uniform allocation over the intervals instead of dividing by zero (§3.3.4).
+
+    Described method as a quadrature: every node of interval `k` has weight
+    `D / c_k`, so interval `k` is integrated by the composite midpoint (or left)
+    rule on its `c_k` sub-cells, and the intervals with `c_k = 0` are left out.
+    As `M` grows, `c_k >= floor(M p_k) -> infinity` for every interval with
+    `s_k != 0`, so the sum converges to the integral over those intervals. An
+    interval with `s_k = 0` gets nodes only through the remainder; it holds no
+    part of the integral when `F` is monotone on it (then `F` is constant there
+    and `dF/da = 0`). The one case left out for every `M` is an `F` that rises
+    and falls back to exactly the same value inside one coarse interval: a finer
+    `N` resolves it. An interval left empty at finite `M` has `M |s_k| < sum |s|`:
+    where `F` is linear on each coarse interval, the empty ones omit less than
+    `V^2 (N - 1)^2 / M^2` of `int (dF/da)^2 da`, `V = sum_k |L_k - L_{k-1}|`.
 
     Args:
       coarse_values: `[N]`, `N >= 2` (static).
@@ -75,7 +92,7 @@ def allocate(
         mass = jnp.where(ok, (s - lo) / jnp.where(ok, hi - lo, 1), 0).at[0].set(0)
         uniform = jnp.asarray(np.r_[0.0, np.full(n - 1, 1.0 / (n - 1))], dtype)
     else:
-        mass = s - jnp.minimum(s.min(), 0)
+        mass = jnp.abs(s)
         uniform = jnp.full((n - 1,), 1.0 / (n - 1), dtype)
     total = mass.sum()
     ok = total > 0
@@ -125,16 +142,27 @@ def integrated_decision_gradients(
     `g(a) = x' + a (x - x')`, `dF/da = <grad f(g(a)), x - x'>` (algorithms.md §3.1),
     with adaptive sampling (§3.2): phase A evaluates `f` (forward only) at
     `n_coarse` uniform points, `allocate` places `n_steps` nodes in proportion to
-    the slope, and phase C takes `n_steps` gradients through
+    the magnitude of the slope, and phase C takes `n_steps` gradients through
     `engine.path_integral` with node weights `width_j * dF/da(a_j)`. Everything
     runs inside `jit` with static shapes (no host round trip).
 
     Decisions (algorithms.md §11b.3, §11b.4):
 
-    * Default (the described method): nodes inside the true high-slope
-      intervals, the exact slope `<grad f, x - x'>` (free with the gradient, as the
-      authors' v1 code), largest-remainder counts, and no `1 / M` factor, so
-      `sum(IDG)` approximates `int (dF/da)^2 da` independently of `n_steps`.
+    * Default (the described method): a convergent quadrature of the integral
+      above. Nodes go inside the true intervals, in proportion to `|s_k|`, the
+      magnitude of each interval's coarse slope (largest-remainder counts), with
+      the exact slope `<grad f, x - x'>` (free with the gradient, as the authors'
+      v1 code) and weight `D / c_k` (interval length over its node count), no
+      `1 / M` factor. The paper places samples where the logit changes fastest;
+      a falling logit changes as fast as a rising one, and the integrand
+      `df/dx_i dF/da` is as large there. The authors' normalisation
+      `s_k - min s` instead gives the steepest falling interval no node for any
+      `M` (slopes `(0, 12, -20, 0)` on the quarters of the path: `sum(IDG)` =
+      36 for every `M`, against `int (dF/da)^2 da = 136`); `|s_k|` is the same
+      allocation wherever no slope is negative. So `sum(IDG)` converges to
+      `int (dF/da)^2 da` as `n_steps` grows, at a fixed `n_coarse` (`allocate`
+      says when an interval is left out), and `IDG` per feature converges to
+      the integral above.
     * `reference_compat=True` reproduces the authors' current code (§3.3): cells
       compacted towards `a = 0`, finite-difference slopes between consecutive
       nodes with `s'_0 = 0` (the first gradient is dropped), the final mean

@@ -72,8 +72,7 @@ def reference_described(f, x, ref, n, m, placement="midpoint"):
     d = 1.0 / (n - 1)
     coarse = [value(k * d) for k in range(n)]
     s = [(coarse[k] - coarse[k - 1]) / d for k in range(1, n)]
-    low = min(0.0, min(s))
-    mass = [v - low for v in s]
+    mass = [abs(v) for v in s]
     p = [v / sum(mass) for v in mass] if sum(mass) > 0 else [1 / (n - 1)] * (n - 1)
     q = [m * v for v in p]
     c = [int(np.floor(v)) for v in q]
@@ -265,13 +264,81 @@ def test_degenerate_allocations_are_guarded():
         np.testing.assert_array_equal(r.attributions, np.zeros(3))
         # The authors' remainder rule resets counts to 1: 6 of 7 nodes here.
         assert int(r.aux["counts"][0].sum()) == (6 if compat else 7)
-    # Decreasing f: all slopes negative; mass is s - min(s), still finite.
-    r = run(neg_smooth, jnp.ones(6))
+    # Decreasing f: all slopes negative; the mass |s| gives -f the allocation of f,
+    # and IDG(-f) = IDG(f) (both factors change sign).
+    r, r_pos = run(neg_smooth, jnp.ones(6)), run(smooth, jnp.ones(6))
+    np.testing.assert_array_equal(r.aux["counts"], r_pos.aux["counts"])
+    np.testing.assert_allclose(r.attributions, r_pos.attributions, rtol=1e-5)
     assert np.isfinite(np.asarray(r.attributions)).all()
     # M = 1, N = 2: one node at the middle of [0, 1] with width 1. For sum(v^2) from
     # 0: grad at x/2 is x, the slope |x|^2, so IDG = x * x * |x|^2.
     q = run(square, x, n_coarse=2, n_steps=1)
     np.testing.assert_allclose(q.attributions, x * x * jnp.sum(x * x), rtol=1e-6)
+
+
+def quarters(v):
+    # From 0 to (1, 1): F(a) = 12 clip(a - 1/4, 0, 1/4) - 20 clip(a - 1/2, 0, 1/4),
+    # slopes (0, 12, -20, 0) on the quarters of the path. Feature 0 drives the rise,
+    # feature 1 the fall: IDG = (0.25 * 12 * 12, 0.25 * 20 * 20) = (36, 100), and
+    # sum(IDG) = int (dF/da)^2 da = 136.
+    return 12 * jnp.clip(v[0] - 0.25, 0, 0.25) - 20 * jnp.clip(v[1] - 0.5, 0, 0.25)
+
+
+QUARTERS_IDG = np.array([36.0, 100.0])
+
+
+def test_a_falling_interval_gets_nodes_and_the_sum_converges():
+    x = jnp.ones(2)
+    # N = 5: the coarse intervals are the quarters, p = |s| / 32 = (0, 3/8, 5/8, 0).
+    # M = 4: q = (0, 1.5, 2.5, 0), the remainder to the lower index on the tie. The
+    # authors' normalisation s - min s would give the falling quarter no node and
+    # sum(IDG) = 36 for every M.
+    r = run(quarters, x, n_coarse=5, n_steps=4)
+    np.testing.assert_array_equal(r.aux["counts"][0], [0, 2, 2, 0])
+    # F is linear on each quarter: one node per quarter is exact.
+    for m in (2, 4, 40, 400):
+        r = run(quarters, x, n_coarse=5, n_steps=m)
+        np.testing.assert_allclose(r.attributions, QUARTERS_IDG, rtol=1e-5)
+        np.testing.assert_allclose(r.attributions.sum(), 136.0, rtol=1e-5)
+    # N = 50 (the default): the kinks at 1/4, 1/2 (the middle of an interval), 3/4
+    # fall inside coarse intervals, where the integrand jumps; the error is that of
+    # the midpoint rule on those intervals and falls as they get more nodes.
+    # Measured max errors: 4.3, 0.082, 0.013.
+    errors = []
+    for m in (40, 400, 4000):
+        r = run(quarters, x, n_steps=m)
+        errors.append(np.abs(np.asarray(r.attributions) - QUARTERS_IDG).max())
+        assert int(r.aux["counts"][0].sum()) == m
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.05, errors
+
+
+def wave(v):
+    return jnp.sin(3 * v[0]) + v[1] ** 2
+
+
+def test_smooth_path_that_falls_converges_to_the_integral():
+    # From 0 to (1, 1): F(a) = sin 3a + a^2, dF/da = 3 cos 3a + 2a, negative for
+    # a > 0.64. IDG = int_0^1 (3 cos 3a, 2a) dF/da da, in closed form.
+    # int_0^1 a cos 3a da = sin 3 / 3 + (cos 3 - 1) / 9; int_0^1 cos^2 3a da =
+    # 1/2 + sin 6 / 12.
+    a_cos = np.sin(3) / 3 + (np.cos(3) - 1) / 9
+    exact = np.array([4.5 + 0.75 * np.sin(6) + 6 * a_cos, 6 * a_cos + 4 / 3])
+    from scipy.integrate import quad  # an independent check of the closed form
+
+    df = lambda a: 3 * np.cos(3 * a) + 2 * a  # noqa: E731
+    quads = [quad(lambda a: 3 * np.cos(3 * a) * df(a), 0, 1)[0]]
+    quads.append(quad(lambda a: 2 * a * df(a), 0, 1)[0])
+    np.testing.assert_allclose(exact, quads, rtol=1e-10)
+    x = jnp.ones(2)
+    for n in (5, 50):
+        errors = []
+        for m in (40, 400, 4000):
+            r = run(wave, x, n_coarse=n, n_steps=m)
+            errors.append(np.abs(np.asarray(r.attributions) - exact).max())
+        # measured: N = 5: 5.8e-3, 9.8e-5, 9.4e-7; N = 50: 0.28, 6.8e-4, 3.0e-5
+        assert errors[0] > errors[1] > errors[2], (n, errors)
+        assert errors[2] < 1e-4, (n, errors)
 
 
 def test_several_baselines_are_averaged_and_errors_name_the_argument():
