@@ -9,6 +9,12 @@ so **baselines live in pixel space**. The two "zero" images of the literature ar
   `(x - mean) / std`, i.e. the mean colour (ImageNet mean by default); this is the
   "zero baseline" of IDG, GNL and RISE, which applied zeros to normalised tensors.
 
+Library defaults are black (`None`), a general choice that needs no knowledge of the
+model. To use the papers' normalised zero with a model whose normalisation is not
+ImageNet's, read its mean off the model: `mean, std =
+normalisation_stats(model.normalise)`, then `normalized_zero(mean)` (127/255 for
+EfficientNet-Lite0's `(255 x - 127) / 128`).
+
 A baseline argument may be: `None` (zeros), one of the names above or `"uniform"`,
 `"blurred"`; a Python or array scalar; an array that broadcasts to `x.shape`; a
 `Baseline` recipe from this module (stochastic ones need a `key`); a callable
@@ -61,6 +67,56 @@ def normalized_zero(mean=IMAGENET_MEAN) -> Baseline:
         return jnp.broadcast_to(m, x.shape)
 
     return Baseline(fn, False, "normalized_zero")
+
+
+def normalisation_stats(
+    normalise: Callable[[jax.Array], jax.Array], channels: int = 3
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`(mean, std)` per channel of an affine normalisation `x -> (x - mean) / std`.
+
+    Read off `normalise` (e.g. `model.normalise` of a `jaxattr.models` port) at the
+    pixel values 0, 1 and 1/2, so it needs no knowledge of how the model was built:
+    `normalised_zero = mean` is the pixel colour that the model sees as 0 (the
+    papers' "zero baseline") and `std` converts a noise level given in normalised
+    units into pixels (`sigma_pixels = sigma_normalised * std`, per channel).
+    ImageNet's torchvision normalisation gives `((0.485, 0.456, 0.406), (0.229, 0.224,
+    0.225))`; EfficientNet-Lite0's `(255 x - 127) / 128` gives `((127/255,) * 3,
+    (128/255,) * 3)`.
+
+    Args:
+      normalise: maps pixels `[..., channels]` to the model's input, per channel
+        affine and increasing or decreasing (not constant).
+      channels: size of the last axis.
+
+    Returns:
+      `(mean, std)`, two tuples of `channels` Python floats (`std` may be negative
+      only if `normalise` flips a channel's sign).
+
+    Raises:
+      ValueError: if `normalise` is not per-channel affine (its value at 1/2 is not
+        the midpoint of its values at 0 and 1) or is constant in some channel.
+    """
+    pix = jnp.asarray([0.0, 0.5, 1.0], jnp.float32)[:, None, None, None]
+    out = np.asarray(normalise(jnp.broadcast_to(pix, (3, 1, 1, channels))), np.float64)
+    if out.shape != (3, 1, 1, channels):
+        raise ValueError(
+            "normalisation_stats: normalise must keep the shape [..., channels];"
+            f" expected {(3, 1, 1, channels)}, got {out.shape}."
+        )
+    v0, vh, v1 = out[0, 0, 0], out[1, 0, 0], out[2, 0, 0]
+    slope = v1 - v0  # = 1 / std
+    if np.any(np.abs(slope) < 1e-12):
+        raise ValueError(
+            f"normalisation_stats: normalise is constant in a channel; slopes {slope}."
+        )
+    if not np.allclose(vh, (v0 + v1) / 2, rtol=1e-4, atol=1e-5 * np.abs(slope)):
+        raise ValueError(
+            "normalisation_stats: normalise must be affine per channel, (x - mean) /"
+            f" std; its value at 1/2 is {vh}, expected the midpoint {(v0 + v1) / 2}."
+        )
+    mean = -v0 / slope
+    std = 1.0 / slope
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Baseline:

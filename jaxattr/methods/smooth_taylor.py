@@ -8,7 +8,31 @@ SmoothTaylor averages first-order Taylor terms over random expansion points ("ro
 
 Adaptive noising searches, per image, for the `sigma` that minimises a score of the
 SmoothTaylor heat map (the authors' AUPC by default, or AUTVC; §2.2-§2.3), with the
-authors' step rule and defaults.
+authors' step rule.
+
+**Units: library defaults versus the authors' setting.** The authors' input is the
+ImageNet-normalised image `x_n = (x - mean) / std` and their noise levels are absolute
+in those units: `sigma = 0.5` for SmoothTaylor; `sigma_0 = mean|x_n|` and a step of 0.1
+for adaptive noising. A pure function of `f` and `x` does not know the model's
+normalisation, so without `normalisation=` the defaults are documented general choices
+in the units of `x`:
+
+* `smooth_taylor`: `sigma = 0.1 * (max(x) - min(x))`. For a full-range pixel image
+  (range 1) that is 0.1 pixel units, i.e. 0.1 / std = 0.437, 0.446, 0.444 normalised
+  units (ImageNet's std per channel), close to but not the authors' 0.5; on a
+  low-contrast image it shrinks with the range.
+* `adaptive_noising`: `sigma_0 = mean|x|` and `learning_rate = 0.1` in pixel units,
+  i.e. about 2.2 normalised units for a mid-grey image and 0.44 normalised units per
+  step, against the authors' `mean|x_n|` (about 1 on natural images) and 0.1.
+
+Pass `normalisation=(mean, std)` (per channel; `jaxattr.baselines.normalisation_stats(
+model.normalise)` reads it off a model) to work in the authors' units: noise levels
+are then in normalised units, the roots are `x + sigma * std * eps` (per channel), and
+the defaults become the authors' exactly (`sigma = 0.5`; `sigma_0 = mean|x_n|`, step
+0.1). This equals running the authors' code on `x_n`: each Taylor term `(x - z) * grad
+f(z)` is unchanged by a per-channel affine change of units (`x - z` scales by `std`,
+the gradient by `1 / std`), so the heat maps are the same, not just similar.
+`smooth_taylor(..., stdevs=0.5 * np.asarray(std))` is the same SmoothTaylor.
 """
 
 from __future__ import annotations
@@ -18,29 +42,83 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
 
-#: Default relative noise level: `sigma = 0.1 * (max(x) - min(x))`. The authors'
-#: default is an absolute `sigma = 0.5` in ImageNet-normalised units (§2.1); a
-#: full-range image spans about 4.7 such units, so 0.5 is about 0.1 of its range.
-#: jaxattr's `x` is pixels in [0, 1], so the relative form carries the authors'
-#: default over without knowing the model's normalisation.
+#: Default relative noise level without `normalisation`: `sigma = 0.1 * (max(x) -
+#: min(x))`, a documented general choice, not the authors' setting (module
+#: docstring): for a full-range pixel image it is 0.437-0.446 ImageNet-normalised
+#: units against the authors' absolute 0.5, and it shrinks on low-contrast images.
 DEFAULT_STDEV_SPREAD = 0.1
 
+#: The authors' absolute noise level in normalised units (§2.1), the default of
+#: `smooth_taylor` when `normalisation` is given.
+AUTHORS_STDEVS = 0.5
 
-def _sigma(x, stdevs, stdev_spread, caller):
-    """The absolute noise level, as `noise_tunnel` defines it (traced)."""
+
+def _normalisation(normalisation, x, caller):
+    """`(mean, std)` as arrays of `x.dtype` that broadcast to `x`, or None."""
+    if normalisation is None:
+        return None
+    if not isinstance(normalisation, (tuple, list)) or len(normalisation) != 2:
+        raise ValueError(
+            f"{caller}: normalisation must be a pair (mean, std), e.g."
+            " jaxattr.baselines.normalisation_stats(model.normalise); got"
+            f" {normalisation!r}."
+        )
+    mean, std = (jnp.asarray(v, x.dtype) for v in normalisation)
+    for name, v in (("mean", mean), ("std", std)):
+        if not _checks.broadcasts_to(v.shape, x.shape):
+            raise ValueError(
+                f"{caller}: normalisation's {name} must broadcast to x.shape"
+                f" {tuple(x.shape)} (one value per channel, last axis); got shape"
+                f" {tuple(v.shape)}."
+            )
+    if not _checks.is_traced(std) and not bool(np.all(np.asarray(std) != 0)):
+        raise ValueError(
+            f"{caller}: normalisation's std must be non-zero; got {np.asarray(std)}."
+        )
+    return mean, std
+
+
+def noise_level(
+    x, *, stdevs=None, stdev_spread=None, normalisation=None, caller="noise_level"
+):
+    """The absolute noise level `sigma` (units of `x`) that `smooth_taylor` uses.
+
+    Without `normalisation`: `stdevs`, or `stdev_spread * (max(x) - min(x))`, or
+    `DEFAULT_STDEV_SPREAD` of the range (as `noise_tunnel`). With `normalisation=(mean,
+    std)`: the same three rules in normalised units, `x_n = (x - mean) / std`
+    (`stdev_spread` of `max(x_n) - min(x_n)`, the default `AUTHORS_STDEVS = 0.5`),
+    multiplied by `std` per channel. Traced; broadcasts to `x`.
+
+    Raises:
+      ValueError: for both `stdevs` and `stdev_spread`, a bad `normalisation`, or a
+        `stdevs` that does not broadcast to `x.shape`.
+    """
     if stdevs is not None and stdev_spread is not None:
         raise ValueError(
             f"{caller}: give stdevs (absolute) or stdev_spread (fraction of the input"
             f" range), not both; got stdevs={stdevs!r}, stdev_spread={stdev_spread!r}."
         )
+    norm = _normalisation(normalisation, x, caller)
+    z = x if norm is None else (x - norm[0]) / norm[1]
     if stdevs is not None:
-        return jnp.asarray(stdevs, x.dtype)
-    spread = DEFAULT_STDEV_SPREAD if stdev_spread is None else stdev_spread
-    return jnp.asarray(spread, x.dtype) * (x.max() - x.min())
+        sigma = jnp.asarray(stdevs, x.dtype)
+        if not _checks.broadcasts_to(sigma.shape, x.shape):
+            raise ValueError(
+                f"{caller}: stdevs must be a scalar or broadcast to x.shape"
+                f" {tuple(x.shape)} (e.g. one value per channel); got shape"
+                f" {tuple(sigma.shape)}."
+            )
+    elif stdev_spread is None and norm is not None:
+        sigma = jnp.asarray(AUTHORS_STDEVS, x.dtype)
+    else:
+        spread = DEFAULT_STDEV_SPREAD if stdev_spread is None else stdev_spread
+        sigma = jnp.asarray(spread, x.dtype) * (z.max() - z.min())
+    return sigma if norm is None else sigma * norm[1]
 
 
 def _no_baseline(baseline, caller):
@@ -85,6 +163,7 @@ def smooth_taylor(
     n_roots: int = 150,
     stdevs=None,
     stdev_spread=None,
+    normalisation=None,
     noise=None,
     batch_size: int | None = 50,
 ) -> Attribution:
@@ -98,6 +177,13 @@ def smooth_taylor(
     sweep over noise levels is one `vmap`. As `sigma -> 0` with fixed draws,
     `ST / sigma -> -(1/N) sum_i eps_i * grad f(x)`, and `ST = 0` at `sigma = 0`.
 
+    Defaults: `n_roots=150` is the authors'. The noise level is the authors' only
+    with `normalisation=(mean, std)` (then `sigma = 0.5` normalised units, i.e.
+    `0.5 * std` pixels per channel, exactly their setting); without it the default
+    `0.1 * (max(x) - min(x))` is a general choice in the units of `x` (0.44
+    normalised units for a full-range image with ImageNet's std, smaller on
+    low-contrast images; module docstring). `noise_level` returns the `sigma` used.
+
     Args:
       f: maps one example to a scalar (the authors explain the logit, §2.1).
       x: one example, e.g. `[H, W, C]`; floating, finite.
@@ -105,10 +191,17 @@ def smooth_taylor(
         method has the common signature.
       key: PRNG key for the roots; required unless `noise` is given.
       n_roots: number of roots `N` (static); authors' default 150.
-      stdevs: absolute noise level `sigma` in the units of `x`.
-      stdev_spread: noise level as a fraction of `max(x) - min(x)`; default 0.1
-        when neither is given (`DEFAULT_STDEV_SPREAD`: about the authors' absolute
-        0.5 in ImageNet-normalised units).
+      stdevs: absolute noise level `sigma` in the units of `x` (normalised units
+        with `normalisation`); a scalar or an array that broadcasts to `x` (e.g.
+        per channel: `stdevs=0.5 * np.asarray(std)` is the authors' setting).
+      stdev_spread: noise level as a fraction of `max(x) - min(x)` (of `x_n` with
+        `normalisation`); default 0.1 when neither is given and there is no
+        `normalisation` (`DEFAULT_STDEV_SPREAD`, a general choice, not the
+        authors').
+      normalisation: `(mean, std)` per channel of the model's input normalisation
+        `x_n = (x - mean) / std` (`jaxattr.baselines.normalisation_stats(
+        model.normalise)`): noise levels in normalised units, default
+        `AUTHORS_STDEVS = 0.5`, the authors' setting.
       noise: optional standard-normal draws `[n_roots, *x.shape]` used instead of
         drawing from `key` (scaled by `sigma`).
       batch_size: roots per chunk (static); authors' 50; `None` runs all at once.
@@ -117,7 +210,7 @@ def smooth_taylor(
       `Attribution` with `attributions [*x.shape]`; `delta = sum(attributions) -
       (f(x) - mean_i f(z_i))`, the first-order Taylor residual (0 for an affine
       `f`; SmoothTaylor has no completeness property, §2.5); `aux` with `sigma`
-      (absolute), `values [n_roots]` (`f(z_i)`), `f_x` and `f_baseline` (the
+      (absolute, units of `x`; per channel where the noise is), `values [n_roots]` (`f(z_i)`), `f_x` and `f_baseline` (the
       mean root value, the "baseline" of that delta).
 
     Raises:
@@ -130,7 +223,13 @@ def smooth_taylor(
     n_roots = _checks.check_static_int(n_roots, caller, "n_roots")
     batch_size = _checks.check_batch_size(batch_size, caller)
     _checks.check_scalar_fn(f, x, caller)
-    sigma = _sigma(x, stdevs, stdev_spread, caller)
+    sigma = noise_level(
+        x,
+        stdevs=stdevs,
+        stdev_spread=stdev_spread,
+        normalisation=normalisation,
+        caller=caller,
+    )
     eps = _draw_noise(x, key, noise, n_roots, caller)
     attributions, values = _smooth_taylor(f, x, eps, sigma, batch_size)
     f_x = f(x)
@@ -277,6 +376,7 @@ def adaptive_noising(
     learning_decay=0.9,
     max_stop: int = 3,
     max_iterations: int = 20,
+    normalisation=None,
 ) -> Attribution:
     """SmoothTaylor with the per-image noise level that minimises `score_fn` (§2.2).
 
@@ -291,11 +391,19 @@ def adaptive_noising(
     keys derived from `key` and the evaluation index, so a key fixes the whole
     search. Up to `1 + 2 * max_iterations` SmoothTaylor runs.
 
-    `sigma` is absolute, in the units of `x`. The authors' `x` is
-    ImageNet-normalised (std about 1), where their `lr = 0.1` and `sigma_init =
-    mean|x|` live; on jaxattr's pixels in [0, 1] (std about 0.23 per normalised
-    unit) pass `learning_rate=0.023` and a smaller `sigma_init` to follow the same
-    trajectory in normalised units.
+    Units and defaults. `learning_decay`, `max_stop`, `max_iterations`, `n_roots`
+    and the AUPC objective are the authors' defaults. `sigma`, `sigma_init` and
+    `learning_rate` are absolute, in the units of `x` unless `normalisation` is
+    given. The authors' `x` is ImageNet-normalised, where their `sigma_init =
+    mean|x_n|` and step 0.1 live; on jaxattr's pixels in [0, 1] the defaults
+    `mean|x|` and 0.1 are a general choice that is *not* the authors' (about 2.2
+    and 0.44 normalised units for a mid-grey image with ImageNet's std). To run
+    the authors' search exactly, pass `normalisation=(mean, std)`
+    (`jaxattr.baselines.normalisation_stats(model.normalise)`): `sigma`,
+    `sigma_init` and `learning_rate` are then in normalised units, the roots are
+    `x + sigma * std * eps` per channel, and `sigma_init` defaults to
+    `mean|(x - mean) / std|` (module docstring: the heat maps are those of the
+    authors' code on `x_n`).
 
     Args:
       f: maps one example to a scalar.
@@ -310,15 +418,20 @@ def adaptive_noising(
         `num_regions`, `batch_size`); only with `"aupc"` or `"autvc"`.
       n_roots: roots per SmoothTaylor run (static).
       batch_size: roots per chunk (static).
-      sigma_init: initial absolute noise level (traced); default `mean(|x|)`.
-      learning_rate: initial step of `sigma` (traced); authors' 0.1.
+      sigma_init: initial noise level (traced); default `mean(|x|)`, or
+        `mean(|x_n|)` with `normalisation` (the authors').
+      learning_rate: initial step of `sigma` (traced); 0.1, the authors' value
+        only in normalised units (with `normalisation`).
       learning_decay: factor applied to the step after a worse step (traced); 0.9.
       max_stop: consecutive worse steps tolerated (static); authors' 3.
       max_iterations: maximum number of steps (static); authors' 20.
+      normalisation: `(mean, std)` per channel of the model's normalisation;
+        puts `sigma`, `sigma_init` and `learning_rate` in normalised units.
 
     Returns:
       `Attribution` with the best SmoothTaylor `attributions [*x.shape]`, `delta`
-      NaN, and `aux`: `sigma` and `score` of the best heat map, `sigmas` and
+      NaN, and `aux`: `sigma` and `score` of the best heat map (`sigma` in the
+      search's units; `noise` its absolute noise level in the units of `x`), `sigmas` and
       `scores [max_iterations + 1]` (the trajectory, NaN after the stop),
       `n_iterations` and `n_evaluations` (SmoothTaylor runs).
     """
@@ -346,13 +459,16 @@ def adaptive_noising(
             f"{caller}: score_fn must be a function (f, x, attributions, key) ->"
             f" scalar; got {type(score_fn).__name__}."
         )
+    norm = _normalisation(normalisation, x, caller)
+    scale = jnp.ones((), x.dtype) if norm is None else norm[1]
     if sigma_init is None:
-        sigma_init = jnp.abs(x).mean()
+        z = x if norm is None else (x - norm[0]) / norm[1]
+        sigma_init = jnp.abs(z).mean()
 
     def objective(sigma, i):
         root_key, score_key = jax.random.split(jax.random.fold_in(key, i))
         eps = jax.random.normal(root_key, (n_roots, *x.shape), x.dtype)
-        heat, _ = _smooth_taylor(f, x, eps, sigma.astype(x.dtype), batch_size)
+        heat, _ = _smooth_taylor(f, x, eps, sigma.astype(x.dtype) * scale, batch_size)
         score = jnp.asarray(score_fn(f, x, heat, score_key))
         if score.shape != ():
             raise ValueError(
@@ -371,6 +487,7 @@ def adaptive_noising(
     )
     aux = {
         "sigma": s.best_sigma,
+        "noise": s.best_sigma * scale,
         "score": s.best_score,
         "sigmas": s.sigmas,
         "scores": s.scores,

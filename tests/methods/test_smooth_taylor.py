@@ -392,3 +392,81 @@ def test_lite0_end_to_end_under_jit(lite0):
     assert np.isfinite(float(plain.delta))
     sigma = float(adaptive.aux["sigma"])
     assert min(abs(sigma - s) for s in (0.05, 0.07, 0.03)) < 1e-6
+
+
+# ------------------------------------------------------- the authors' units (issue 14)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _in_normalised_units(f):
+    """`f` of pixels as a function of the normalised input `x_n = (x - MEAN) / STD`."""
+    return lambda xn: f(xn * jnp.asarray(STD) + jnp.asarray(MEAN))
+
+
+def test_normalisation_gives_the_authors_noise_exactly():
+    x = XS[0]
+    eps = jax.random.normal(jax.random.key(3), (6, *x.shape))
+    f = jaxattr.scalar_output(SMOOTH, 4)
+    r = jaxattr.smooth_taylor(f, x, noise=eps, n_roots=6, normalisation=(MEAN, STD))
+    # Default with a normalisation: the authors' 0.5 normalised units = 0.5 std pixels.
+    np.testing.assert_allclose(r.aux["sigma"], 0.5 * np.asarray(STD), rtol=1e-6)
+    same = jaxattr.smooth_taylor(f, x, noise=eps, n_roots=6, stdevs=0.5 * np.array(STD))
+    np.testing.assert_allclose(r.attributions, same.attributions, rtol=1e-6)
+    # ... and the authors' code on x_n: the Taylor terms do not depend on the units.
+    xn = (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
+    theirs = jaxattr.smooth_taylor(
+        _in_normalised_units(f), xn, noise=eps, n_roots=6, stdevs=0.5
+    )
+    np.testing.assert_allclose(
+        r.attributions, theirs.attributions, rtol=2e-4, atol=1e-7
+    )
+    # stdev_spread with a normalisation: a fraction of the normalised range.
+    spread = jaxattr.smooth_taylor(
+        f, x, noise=eps, n_roots=6, stdev_spread=0.15, normalisation=(MEAN, STD)
+    )
+    want = 0.15 * float(xn.max() - xn.min()) * np.asarray(STD)
+    np.testing.assert_allclose(spread.aux["sigma"], want, rtol=1e-5)
+    assert st.noise_level(x, normalisation=(MEAN, STD)).shape == (3,)
+    # Without a normalisation the default is the documented general choice.
+    full = jnp.linspace(0.0, 1.0, x.size).reshape(x.shape)
+    assert float(st.noise_level(full)) == pytest.approx(0.1)
+    np.testing.assert_allclose(
+        0.1 / np.asarray(STD), [0.437, 0.446, 0.444], atol=1e-3
+    )  # the docstring's normalised-unit values
+
+
+def test_normalisation_errors_name_the_argument():
+    x, f = XS[0], jaxattr.scalar_output(SMOOTH, 4)
+    with pytest.raises(ValueError, match="normalisation must be a pair"):
+        jaxattr.smooth_taylor(f, x, key=KEY, n_roots=2, normalisation=STD)
+    with pytest.raises(ValueError, match="std must broadcast"):
+        jaxattr.smooth_taylor(f, x, key=KEY, n_roots=2, normalisation=(MEAN, (1, 2)))
+    with pytest.raises(ValueError, match="std must be non-zero"):
+        jaxattr.smooth_taylor(f, x, key=KEY, n_roots=2, normalisation=(MEAN, (1, 0, 1)))
+    with pytest.raises(ValueError, match="stdevs must be a scalar or broadcast"):
+        jaxattr.smooth_taylor(f, x, key=KEY, n_roots=2, stdevs=(0.1, 0.2))
+
+
+def test_adaptive_noising_with_normalisation_is_the_authors_search_on_x_n():
+    x = XS[1]
+    f = jaxattr.scalar_output(SMOOTH, 2)
+    kw = dict(
+        key=KEY,
+        score_fn="autvc",
+        score_kwargs={"downscale": 1.5, "min_size": 4},
+        n_roots=4,
+        batch_size=None,
+        max_iterations=3,
+    )
+    ours = jaxattr.adaptive_noising(f, x, normalisation=(MEAN, STD), **kw)
+    xn = (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
+    theirs = jaxattr.adaptive_noising(_in_normalised_units(f), xn, **kw)
+    # Same start (mean |x_n|), same steps (0.1 normalised), same heat maps.
+    assert float(ours.aux["sigmas"][0]) == pytest.approx(float(jnp.abs(xn).mean()))
+    np.testing.assert_allclose(ours.aux["sigmas"], theirs.aux["sigmas"], rtol=1e-5)
+    np.testing.assert_allclose(
+        ours.attributions, theirs.attributions, rtol=2e-3, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ours.aux["noise"], ours.aux["sigma"] * np.asarray(STD), rtol=1e-6
+    )
