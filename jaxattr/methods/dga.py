@@ -15,11 +15,17 @@ Decisions on the open questions (algorithms.md §11b.7):
   `mask_features="pixels"` ranks channel-summed `phi` per pixel and masks whole pixels.
 * **Target**: whatever scalar `f` returns (jaxattr's default is the logit, as
   FullGrad; §5.1 ⚠).
-* **Input space**: masking moves features to `baseline` (default zeros: black pixels
-  in jaxattr's pixel space), `x~ = b + M * (x - b)`, and UFG's input term is
-  `(x~ - b) * grad f`. The authors masked ImageNet-normalised tensors, i.e. towards the
-  mean colour: `baseline="normalized_zero"` reproduces that exactly, since
-  `x_n * grad_{x_n} = (x - mean) * grad_x` for `x_n = (x - mean) / std`.
+* **Input space**: masking moves features to `baseline`, `x~ = b + M * (x - b)`, and
+  UFG's input term is `(x~ - b) * grad f`. The default `None` (zeros: black pixels in
+  jaxattr's pixel space) is the library-wide general choice, **not** the authors'
+  setting: their Algorithm 1 multiplies the network's input by the mask, and that
+  input is the ImageNet-normalised tensor of their torchvision models (their code is
+  not public), i.e. masking towards the mean colour. `baseline=
+  baselines.normalized_zero(mean)` with the model's mean
+  (`baselines.normalisation_stats(model.normalise)[0]`; `"normalized_zero"` for
+  ImageNet's) reproduces that exactly, since `x_n * grad_{x_n} = (x - mean) *
+  grad_x` and `x_n * M = ((mean + M * (x - mean)) - mean) / std` for
+  `x_n = (x - mean) / std`. `n_steps=30`, `q=0.9`, `beta=0` are the authors'.
 * **UFG** by the completeness shortcut (§5.1) where `f` is piecewise linear, else by
   an explicit bias route (`bias_fn`) or an error; see `distilled_gradient_aggregation`.
 """
@@ -323,8 +329,10 @@ def distilled_gradient_aggregation(
       f: maps one example to a scalar (a logit for the shortcut).
       x: one example, e.g. `[H, W, C]`.
       baseline: where masked features go, and the reference of UFG's input term:
-        `None` (zeros; black pixels), `"normalized_zero"` (the authors' masking of
-        normalised tensors), a scalar or an array of `x.shape`; one baseline.
+        `None` (zeros; black pixels: a general default, not the authors'),
+        `normalized_zero(mean)` / `"normalized_zero"` (the authors' masking of
+        normalised tensors, with the model's mean), a scalar or an array of
+        `x.shape`; one baseline.
       key: unused (DGA is deterministic); accepted for the common signature.
       n_steps: `N` (static); authors' 30.
       q: EPC quantile (traced); authors' 0.9.

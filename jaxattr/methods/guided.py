@@ -465,12 +465,26 @@ def gnl_integrated_gradients(
 
     `integrated_gradients(guided(f, max_pool=...), x, baseline, ...)`: IG whose
     gradients pass only positive values through ReLU, ReLU6 and max-pool
-    (algorithms.md §4.1). The authors' settings are the defaults: 50 steps of
-    Gauss-Legendre; their "zero baseline" was zero in normalised space, i.e.
-    `baseline="normalized_zero"` here (§0). Their max-pool rule is
-    `max_pool="sign_mask"`; the default `"positive"` is the described rule
-    (identical for non-overlapping pools). Completeness does not hold, so `delta`
-    is reported but is not expected to be small.
+    (algorithms.md §4.1). Completeness does not hold, so `delta` is reported but
+    is not expected to be small.
+
+    Defaults versus the authors' settings (Captum's IG defaults on normalised
+    tensors, their hook code for max-pool):
+
+    * `n_steps=50`, `method="gausslegendre"`: the authors'.
+    * `baseline=None` (black, pixel 0): a general choice, the library-wide
+      default of every path method; **not** the authors', whose "zero baseline"
+      was zero in normalised space, i.e. the mean colour. Pass
+      `baseline=baselines.normalized_zero(mean)` with the model's mean
+      (`baselines.normalisation_stats(model.normalise)[0]`; `"normalized_zero"`
+      is ImageNet's mean, 127/255 for EfficientNet-Lite0).
+    * `max_pool="positive"`: the rule the paper describes (route `max(g, 0)` to
+      the argmax), a documented choice; **not** the authors' code, which is
+      `max_pool="sign_mask"`. The two agree on non-overlapping pools and differ
+      on overlapping ones (e.g. ResNet's 3x3/s2 stem), so pass `"sign_mask"` to
+      reproduce their numbers.
+    * `relu6=True`: the authors' nets (torchvision VGG/ResNet/GoogLeNet) have no
+      ReLU6; guiding it like ReLU is our extension.
 
     Args:
       f, x, baseline, n_steps, method, batch_size, key: as `integrated_gradients`

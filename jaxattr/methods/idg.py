@@ -178,8 +178,12 @@ def integrated_decision_gradients(
     Args:
       f: maps one example to a scalar (the logit, as the authors).
       x: one example, e.g. `[H, W, C]`.
-      baseline: as `integrated_gradients`; several are averaged. The authors' "0"
-        was zero in normalised space: `baseline="normalized_zero"` (§0).
+      baseline: as `integrated_gradients`; several are averaged. Default `None`
+        (black, pixel 0) is the library-wide general choice, not the authors':
+        their "0" was zero in normalised space, the mean colour. Pass
+        `baselines.normalized_zero(mean)` with the model's mean
+        (`baselines.normalisation_stats(model.normalise)[0]`; `"normalized_zero"`
+        is ImageNet's mean) to use their setting.
       n_steps: `M`, gradient evaluations per baseline (static, >= 1).
       n_coarse: `N`, forward evaluations of phase A per baseline (static, >= 2).
       placement: `"midpoint"` or `"left"` nodes in each sub-cell (static; the
