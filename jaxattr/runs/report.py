@@ -232,14 +232,15 @@ def markdown_paired(
 ) -> str:
     """One line per ``(method, metric)``: the difference to ``reference`` with its
     interval, n, both p-values and the side it favours."""
-    lines = [f"## {title}: paired difference to `{reference}`", ""] if title else []
     if not pairs:
-        return (
-            "\n".join(
-                lines + [f"No paired comparison (reference method: {reference})."]
-            )
-            + "\n"
+        why = (
+            f"no other method shares a metric with `{reference}`"
+            if reference
+            else "no reference method"
         )
+        head = [f"## {title}: paired differences", ""] if title else []
+        return "\n".join([*head, f"No paired comparison: {why}."]) + "\n"
+    lines = [f"## {title}: paired difference to `{reference}`", ""] if title else []
     lines += [
         "| method | metric | better | mean difference [95 % CI] | n | p (paired t) | p (Wilcoxon) | favours |",
         "|---|---|---|---:|---:|---:|---:|---|",

@@ -1,0 +1,22 @@
+"""DGA's claim, checked against the committed rows by `python -m experiments summary`.
+
+Jeon, Jeong, Choi, NeurIPS 2022, Table 1 (anonymous version; ImageNet val, 50 000
+images): DGA has the best MoRF (lower) and LeRF (higher) of gradient x input, Guided
+Backprop, IG, FullGrad and Guided IG on VGG-16, ResNet-18 and Inception-v3. On VGG-16: LeRF
+G*I 0.078, GBP 0.094, IG 0.096, FG 0.415, GIG 0.110, DGA 0.434; MoRF 0.045, 0.113, 0.036,
+0.110, 0.029, 0.023.
+"""
+
+from jaxattr.runs.report import beats
+
+#: Experiment name -> the method of the paired table (`paired.md`).
+REFERENCE = {"dga": "ig"}
+
+CLAIMS = beats(
+    "DGA beats gradient x input, Guided Backprop, IG, FullGrad and Guided IG on MoRF and "
+    "LeRF",
+    "dga",
+    "dga",
+    ["grad_x_input", "guided_backprop", "ig", "fullgrad", "guided_ig"],
+    ["morf", "lerf"],
+)
