@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxattr
-from jaxattr import metrics, models
+from jaxattr import baselines, metrics, models
 
 #: The shared assets folder (`../shared/assets` beside the repository), or
 #: `$JAXATTR_ASSETS`.
@@ -99,26 +99,41 @@ def cifar_ports_with_weights() -> list[str]:
     ]
 
 
+def normalisation(
+    model: models.Model,
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """`(mean, std)` per channel of the model's normalisation `(x - mean) / std`
+    (`jaxattr.baselines.normalisation_stats`): the papers' inputs were normalised
+    tensors, so their "zero" is `mean` and their noise levels are `std` pixels per
+    normalised unit."""
+    return baselines.normalisation_stats(model.normalise)
+
+
 def zero_pixel(model: models.Model) -> tuple[float, float, float]:
     """The pixel colour that the model's (affine) normalisation maps to 0.
 
-    The "zero" baseline of IDG, GNL and RISE's deletion substrate (algorithms.md §0,
-    §1.3): ImageNet's mean colour for the torchvision-normalised ports, 127/255 for
-    EfficientNet-Lite0.
+    The "zero" baseline of IDG, GNL, DGA and RISE's deletion substrate (algorithms.md
+    §0, §1.3): ImageNet's mean colour for the torchvision-normalised ports, 127/255
+    for EfficientNet-Lite0.
     """
-    a = np.asarray(model.normalise(jnp.zeros((1, 1, 3), jnp.float32))).reshape(3)
-    b = np.asarray(model.normalise(jnp.ones((1, 1, 3), jnp.float32))).reshape(3) - a
-    return tuple(float(v) for v in -a / b)
+    return normalisation(model)[0]
 
 
-def pixel_scale(model: models.Model) -> float:
-    """Normalised units per pixel unit (mean over channels): 1/std of the normalisation.
+def in_normalised_coordinates(fn: Callable, norm) -> Callable:
+    """`fn(f, x, ...)` computed on the normalised input `x_n = (x - mean) / std`, as
+    the papers' code did on their normalised tensors: `fn(f_n, x_n, ...)` with
+    `f_n(x_n) = f(mean + std * x_n)`. The attributions are with respect to `x_n`
+    (same shape as `x`). Path methods of the form `(x - x') * grad` do not change;
+    gradient-only methods change by `std` per channel, gradient x input becomes
+    `(x - mean) * grad_x f`, and a relative noise level is a fraction of the
+    normalised range."""
+    mean, std = (jnp.asarray(v, jnp.float32) for v in norm)
 
-    Converts the noise levels the papers state in normalised units into pixels.
-    """
-    a = np.asarray(model.normalise(jnp.zeros((1, 1, 3), jnp.float32))).reshape(3)
-    b = np.asarray(model.normalise(jnp.ones((1, 1, 3), jnp.float32))).reshape(3)
-    return float(np.mean(b - a))
+    def wrapped(f, x, *args, **kwargs):
+        m, s = mean.astype(x.dtype), std.astype(x.dtype)
+        return fn(lambda xn: f(m + s * xn), (x - m) / s, *args, **kwargs)
+
+    return wrapped
 
 
 # ------------------------------------------------------------------------- baselines
@@ -229,10 +244,24 @@ def idg(*, baseline: Any, **hyper) -> Method:
     )
 
 
-def smoothgrad(*, nt_samples: int, stdev_spread: float, batch_size: int | None):
-    """SmoothGrad as in SmoothTaylor's repository (§2.4): plain (signed) gradient mean."""
+def smoothgrad(
+    *,
+    nt_samples: int,
+    stdev_spread: float,
+    batch_size: int | None,
+    normalisation=None,
+) -> Method:
+    """SmoothGrad as in SmoothTaylor's repository (§2.4): plain (signed) gradient mean.
+
+    With `normalisation=(mean, std)` it runs in normalised coordinates, exactly as
+    the authors' code on its normalised tensors: noise `stdev_spread * (max(x_n) -
+    min(x_n))` added to `x_n`, gradients with respect to `x_n`.
+    """
+    sg = functools.partial(jaxattr.noise_tunnel, jaxattr.saliency)
+    if normalisation is not None:
+        sg = in_normalised_coordinates(sg, normalisation)
     return scalar_method(
-        functools.partial(jaxattr.noise_tunnel, jaxattr.saliency),
+        sg,
         nt_samples=nt_samples,
         stdev_spread=stdev_spread,
         nt_samples_batch_size=batch_size,
@@ -240,14 +269,22 @@ def smoothgrad(*, nt_samples: int, stdev_spread: float, batch_size: int | None):
     )
 
 
-def input_x_gradient() -> Method:
-    """Gradient x input (one gradient of the logit)."""
-    return scalar_method(jaxattr.input_x_gradient)
+def input_x_gradient(normalisation=None) -> Method:
+    """Gradient x input (one gradient of the logit); with `normalisation`, of the
+    normalised input: `x_n * grad_{x_n} f = (x - mean) * grad_x f`."""
+    fn = jaxattr.input_x_gradient
+    if normalisation is not None:
+        fn = in_normalised_coordinates(fn, normalisation)
+    return scalar_method(fn)
 
 
-def guided_backprop() -> Method:
-    """Guided Backprop (§7.8) of the logit."""
-    return scalar_method(jaxattr.guided_backprop)
+def guided_backprop(normalisation=None) -> Method:
+    """Guided Backprop (§7.8) of the logit; with `normalisation`, with respect to the
+    normalised input (`std` times the pixel gradient, per channel)."""
+    fn = jaxattr.guided_backprop
+    if normalisation is not None:
+        fn = in_normalised_coordinates(fn, normalisation)
+    return scalar_method(fn)
 
 
 def full_gradients(model: models.Model) -> Method:

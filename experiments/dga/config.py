@@ -4,8 +4,14 @@ FullGrad, Guided IG and DGA (Table 1, algorithms.md §5.4).
 Protocol: §5.4 (softmax of the target class; MoRF lower and LeRF higher is better; the
 removal value and step size are not stated, so removed pixels take normalised zero and
 one image row of pixels goes per step, as RISE §8.1) plus RISE insertion/deletion (§8.1;
-the SPI paper's reading of the same numbers). DGA: N = 30, q = 0.9, beta = 0 (§5.3),
-UFG by the completeness shortcut (§5.1). Guided IG: PAIR's defaults (§7.2).
+the SPI paper's reading of the same numbers; the README argues that Table 1's "LeRF"
+column is insertion). DGA: N = 30, q = 0.9, beta = 0 (§5.3), UFG by the completeness
+shortcut (§5.1), masking towards normalised zero. Guided IG: PAIR's defaults (§7.2).
+The authors' inputs were normalised tensors, so with `"space": "normalised"` gradient x
+input and Guided Backprop are taken with respect to the normalised input (`x_n *
+grad_{x_n} = (x - mean) * grad_x`, `grad_{x_n} = std * grad_x`); IG, Guided IG,
+FullGrad and DGA use normalised zero as their reference. The README's "Paper settings"
+table lists every setting; `tests/test_paper_settings.py` checks it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "ig_steps": 50,
         "gig": {"n_steps": 200, "fraction": 0.25, "max_dist": 0.02},
         "dga": {"n_steps": 30, "q": 0.9, "beta": 0.0},
+        "space": "normalised",
         "step": 224,
         "batch_size": 32,
     },
@@ -49,6 +56,7 @@ CONFIGS["debug"] = {
     "ig_steps": 8,
     "gig": {"n_steps": 8, "fraction": 0.25, "max_dist": 0.02},
     "dga": {"n_steps": 4, "q": 0.9, "beta": 0.0},
+    "space": "normalised",
     "step": 128,
     "batch_size": 16,
     "only_correct": False,  # random weights: nothing is classified correctly
@@ -58,18 +66,26 @@ CONFIGS["debug"] = {
 def build(config: Mapping[str, Any]) -> Experiment:
     """The DGA comparison (Table 1) for `config` (a value of `CONFIGS`)."""
     c.check_keys(
-        config, ("model", "ig_steps", "gig", "dga", "step", "batch_size"), "dga"
+        config,
+        ("model", "ig_steps", "gig", "dga", "space", "step", "batch_size"),
+        "dga",
     )
+    if config["space"] != "normalised":
+        raise ValueError(
+            "dga: config['space'] must be 'normalised' (the authors' inputs were"
+            f" normalised tensors); got {config['space']!r}"
+        )
     model = c.model_from(config)
-    zero = c.zero_pixel(model)  # UFG's input term is x * grad in normalised space
+    norm = c.normalisation(model)
+    zero = norm[0]  # normalised zero: DGA masks towards it, UFG's input term is x_n * g
     bs = config["batch_size"]
     kw = {"mean": zero, "step": config["step"], "batch_size": bs}
     return Experiment(
         name="dga",
         model=model,
         methods={
-            "grad_x_input": c.input_x_gradient(),
-            "guided_backprop": c.guided_backprop(),
+            "grad_x_input": c.input_x_gradient(normalisation=norm),
+            "guided_backprop": c.guided_backprop(normalisation=norm),
             "ig": c.ig(baseline=zero, n_steps=config["ig_steps"], batch_size=bs),
             "fullgrad": c.full_gradients(model),
             "guided_ig": c.guided_ig(baseline=zero, output="logit", **config["gig"]),

@@ -1,7 +1,8 @@
 """Guided non-linearity IG (Kwon et al., ICPR 2020): deletion/insertion of IG vs GNL-IG.
 
 Protocol: algorithms.md §4.1 (Captum IG defaults: 50 Gauss-Legendre steps, zero baseline
-in normalised space, the logit of the predicted class) and §4.2 (RISE deletion and
+in normalised space, the logit of the predicted class; the authors' hook code's max-pool
+rule, `max_pool="sign_mask"`, not the library default `"positive"`) and §4.2 (RISE deletion and
 insertion, softmax, one image row of pixels per step, heat map `|sum_c A|`). Run on
 every port we have real weights for: EfficientNet-Lite0 (`default`) and the CIFAR-10
 ResNets whose checkpoints are in `../shared/assets` (`cifar`, one experiment per net).
@@ -23,6 +24,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "size": 224,
         "resize": 256,
         "n_steps": 50,
+        "max_pool": "sign_mask",
         "step": 224,
         "batch_size": 32,
     },
@@ -30,6 +32,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "models": "cifar_with_weights",  # every cifar_resnet{20,32,44,56} checkpoint found
         **{k: v for k, v in c.CIFAR.items() if k != "model"},
         "n_steps": 50,
+        "max_pool": "sign_mask",
         "step": 32,
         "batch_size": 64,
     },
@@ -42,6 +45,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "resize": 32,
         "limit": 2,
         "n_steps": 8,
+        "max_pool": "sign_mask",
         "step": 128,
         "batch_size": 16,
         "only_correct": False,  # random weights: nothing is classified correctly
@@ -65,7 +69,7 @@ def _model_names(spec: Any) -> list[str]:
 
 def build(config: Mapping[str, Any]) -> list[Experiment]:
     """One experiment `gnl.<model>` per model of `config["models"]`."""
-    c.check_keys(config, ("models", "n_steps", "step", "batch_size"), "gnl")
+    c.check_keys(config, ("models", "n_steps", "max_pool", "step", "batch_size"), "gnl")
     out = []
     for name in _model_names(config["models"]):
         model = c.model_from(config, name)
@@ -78,7 +82,12 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
                 model=model,
                 methods={
                     "ig": c.ig(baseline=zero, n_steps=n, batch_size=bs),
-                    "gnl_ig": c.gnl_ig(baseline=zero, n_steps=n, batch_size=bs),
+                    "gnl_ig": c.gnl_ig(
+                        baseline=zero,
+                        n_steps=n,
+                        max_pool=config["max_pool"],
+                        batch_size=bs,
+                    ),
                 },
                 metrics={
                     "deletion": c.rise("deletion", **kw),

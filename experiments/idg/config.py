@@ -5,6 +5,11 @@ softmax scores, 224 pixels per step, blur 11/5 start for insertion, normalised-z
 substrate for deletion, correctly classified images only). The N/M sweep of the
 authors' repository (§3.5) is one extra method `idg_N{n}_M{m}` per (N, M): N and M set
 array shapes, so each is its own compiled program (vmapped over images by the runner).
+`idg` is the method as described (samples inside the true high-slope intervals);
+`idg_reference` (with `"idg_reference_compat": true`) is the authors' code
+(`reference_compat=True`: compacted cells, finite-difference slopes), which produced
+their numbers. The README's "Paper settings" table lists every setting;
+`tests/test_paper_settings.py` checks it against what `build` passes to the methods.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "agi": {"n_classes": 1, "max_iter": 20, "eps": 0.05, "from_original": True},
         "sweep_n": [5, 10, 20, 100],
         "sweep_m": [5, 10, 20, 100],
+        "idg_reference_compat": True,
         "step": 224,
         "batch_size": 32,
     },
@@ -75,6 +81,10 @@ def build(config: Mapping[str, Any]) -> Experiment:
         "agi": c.agi(**config["agi"]),
         "idg": c.idg(baseline=zero, n_steps=n, n_coarse=n, batch_size=bs),
     }
+    if config.get("idg_reference_compat", False):  # the authors' code (§3.2-§3.3)
+        methods["idg_reference"] = c.idg(
+            baseline=zero, n_steps=n, n_coarse=n, reference_compat=True, batch_size=bs
+        )
     # §3.5 sweep: N varies with M = n_steps fixed, then M varies with N fixed.
     pairs = [(k, n) for k in config.get("sweep_n", [])]
     pairs += [(n, m) for m in config.get("sweep_m", [])]

@@ -2,8 +2,10 @@
 
 Protocol: algorithms.md §1.1 ("somewhere between 20 and 300 steps are enough to
 approximate the integral (within 5%)") and §1.2 (the rules; `captum_trapezoid` is
-Captum's trapezoid whose weights sum to (n-1)/n). Black baseline (§1.3), the logit of
-the predicted class (§11b decision 1). Metrics: `relative_delta = |delta| / |f(x) -
+Captum's trapezoid whose weights sum to (n-1)/n). Black baseline (§1.3) and, as the
+authors, the softmax probability of the predicted class (their Definition 1 has `F:
+R^n -> [0, 1]`, and their how-to says to attribute the softmax output, not the logits;
+§0): the "Paper settings" table of the README. Metrics: `relative_delta = |delta| / |f(x) -
 f(x')|` (§1.2 pitfalls) and `within_5pct` (1 where relative_delta <= 0.05, so its mean
 is the fraction of images within 5 %).
 """
@@ -28,7 +30,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "resize": 256,
         "rules": list(jaxattr.quadrature.RULES),
         "steps": [10, 20, 50, 100, 300],
-        "output": "logit",
+        "output": "softmax",
         "batch_size": 25,
     },
 }

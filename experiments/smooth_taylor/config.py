@@ -2,8 +2,13 @@
 of IG (black and uniform-noise baselines), SmoothGrad, SmoothTaylor at a fixed sigma and
 with adaptive noising (algorithms.md §2), plus SmoothTaylor's sigma sweep.
 
-Noise levels are given in the authors' units (ImageNet-normalised input, §2.1, §2.5) and
-converted to pixels with the model's normalisation (`_common.pixel_scale`).
+Noise levels are in the authors' units (`"units": "normalised"`): the authors' input is
+the normalised tensor `x_n = (x - mean) / std` (§2.1, §2.5), so SmoothTaylor and
+adaptive noising get `normalisation=(mean, std)` of the model (noise `sigma * std`
+pixels per channel, `sigma_0 = mean|x_n|`, step 0.1), and SmoothGrad runs in normalised
+coordinates (15 % of the normalised range, gradients with respect to `x_n`), exactly
+as the authors' code. The README's "Paper settings" table lists every setting;
+`tests/test_paper_settings.py` checks it against what `build` passes to the methods.
 
 The sigma sweep is its own experiment, `smooth_taylor.sigma_sweep`: ONE method,
 `smooth_taylor_sweep`, computes SmoothTaylor for every sigma in one compiled `vmap`
@@ -45,6 +50,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "aupc": _AUPC_PAPER,
         "autvc": {"downscale": 1.5, "min_size": 30, "lp_norm": 1},
         "sweep_sigmas": [0.1, 0.25, 0.5, 1.0, 2.0],
+        "units": "normalised",
         "batch_size": 50,
     },
     # The CIFAR-10 ResNet-20 (real weights) on CIFAR-10 test images, the README's
@@ -61,6 +67,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "aupc": {"kernel_size": 4, "num_regions": 30, "num_perturbs": 50},
         "autvc": {"downscale": 1.5, "min_size": 4, "lp_norm": 1},
         "sweep_sigmas": [0.1, 0.25, 0.5, 1.0, 2.0],
+        "units": "normalised",
         "batch_size": 50,
     },
     "debug": {
@@ -80,14 +87,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "aupc": {"kernel_size": 5, "num_regions": 3, "num_perturbs": 4},
         "autvc": {"downscale": 1.5, "min_size": 8, "lp_norm": 1},  # 32 px: 3 levels
         "sweep_sigmas": [0.25, 1.0],
+        "units": "normalised",
         "batch_size": 4,
         "only_correct": False,  # random weights: nothing is classified correctly
     },
 }
 
 
-def smooth_taylor_sweep(sigmas, *, n_roots: int, batch_size: int | None):
-    """Method: SmoothTaylor for every sigma (pixels; `[S]`, traced) in one `vmap`.
+def smooth_taylor_sweep(
+    sigmas, *, n_roots: int, batch_size: int | None, normalisation=None
+):
+    """Method: SmoothTaylor for every sigma (`[S]`, traced; normalised units with
+    `normalisation`, else pixels) in one `vmap`.
 
     Returns an `Attribution` with `attributions [S, *x.shape]`, `delta [S]`.
     """
@@ -98,7 +109,13 @@ def smooth_taylor_sweep(sigmas, *, n_roots: int, batch_size: int | None):
 
         def one(sigma):
             return jaxattr.smooth_taylor(
-                f, x, key=key, n_roots=n_roots, stdevs=sigma, batch_size=batch_size
+                f,
+                x,
+                key=key,
+                n_roots=n_roots,
+                stdevs=sigma,
+                normalisation=normalisation,
+                batch_size=batch_size,
             )
 
         out = jax.vmap(one)(sigmas)
@@ -127,16 +144,21 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
             "adaptive",
             "aupc",
             "autvc",
+            "units",
             "batch_size",
         ),
         "smooth_taylor",
     )
+    if config["units"] != "normalised":
+        raise ValueError(
+            "smooth_taylor: config['units'] must be 'normalised' (the authors' noise"
+            f" units, §2.1); got {config['units']!r}"
+        )
     model = c.model_from(config)
-    scale = c.pixel_scale(model)  # normalised units per pixel unit
+    norm = c.normalisation(model)  # (mean, std): the authors' units (§2.1, §2.5)
     bs, n_roots = config["batch_size"], config["n_roots"]
     ad = dict(config["adaptive"])
     objective = config.get("adaptive_objective", "aupc")
-    normalise = model.normalise
 
     def st_fixed(model_fn, x, target, key):
         f = jaxattr.scalar_output(model_fn, target, output="logit")
@@ -145,14 +167,15 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
             x,
             key=key,
             n_roots=n_roots,
-            stdevs=config["sigma"] / scale,
+            stdevs=config["sigma"],  # normalised units: 0.5 std pixels per channel
+            normalisation=norm,
             batch_size=bs,
         )
 
     def st_adaptive(model_fn, x, target, key):
         f = jaxattr.scalar_output(model_fn, target, output="logit")
-        # §2.2 in the authors' units: sigma_0 = mean |x_normalised|, lr = 0.1.
-        sigma0 = jnp.mean(jnp.abs(normalise(x))) / scale
+        # §2.2 in the authors' units: sigma_0 = mean |x_n| (the default with a
+        # normalisation), lr = 0.1 normalised units.
         return jaxattr.adaptive_noising(
             f,
             x,
@@ -161,10 +184,10 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
             score_kwargs=dict(config[objective]),
             n_roots=n_roots,
             batch_size=bs,
-            sigma_init=sigma0,
-            learning_rate=ad["learning_rate"] / scale,
+            learning_rate=ad["learning_rate"],
             max_iterations=ad["max_iterations"],
             max_stop=ad["max_stop"],
+            normalisation=norm,
         )
 
     ig_steps = config["ig_steps"]
@@ -182,7 +205,9 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
                 rule="riemann_right",
                 batch_size=bs,
             ),
-            "smoothgrad": c.smoothgrad(batch_size=bs, **config["sg"]),
+            "smoothgrad": c.smoothgrad(
+                batch_size=bs, normalisation=norm, **config["sg"]
+            ),
             "smooth_taylor": st_fixed,
             "smooth_taylor_adaptive": st_adaptive,
         },
@@ -203,7 +228,7 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
                 model=model,
                 methods={
                     "smooth_taylor_sweep": smooth_taylor_sweep(
-                        [s / scale for s in sigmas], n_roots=n_roots, batch_size=bs
+                        sigmas, n_roots=n_roots, batch_size=bs, normalisation=norm
                     )
                 },
                 metrics=sweep_metrics,
