@@ -89,7 +89,11 @@ from jaxattr.methods.dga import dga_masks, uniform_fullgrad
 
 N = 4 if TINY else 30
 Q, BETA = 0.9, 0.0
-b = jnp.zeros_like(x)  # the baseline: masked pixels become black
+# The baseline: masked pixels become black (the library default). The authors masked the
+# normalised tensor, i.e. towards the model's mean colour:
+# `jnp.broadcast_to(jnp.asarray(baselines.normalisation_stats(model.normalise)[0]), x.shape)`
+# (`experiments/dga` does).
+b = jnp.zeros_like(x)
 
 
 @jax.jit

@@ -27,6 +27,13 @@
 # Gauss-Legendre steps. The guided gradient is not the gradient of any function, so GNL-IG
 # loses completeness.
 #
+# jaxattr's `n_steps=50` and Gauss-Legendre are the authors'; its black baseline and
+# `max_pool="positive"` are general defaults, not theirs. The authors' baseline is zero of
+# the normalised tensor (the model's mean colour:
+# `baselines.normalized_zero(baselines.normalisation_stats(model.normalise)[0])`) and their
+# code's max-pool rule is `"sign_mask"`; `experiments/gnl` uses both. This notebook keeps the
+# black baseline.
+#
 # In jaxattr the rule is a **function transform**, `jaxattr.guided(f)`: it re-traces `f` and
 # replaces the backward rule of each ReLU, ReLU6 and max-pool it finds in the jaxpr, leaving
 # the forward computation untouched. It composes with `jit`, `vmap` and `grad` and needs no
