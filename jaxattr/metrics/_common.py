@@ -214,3 +214,32 @@ def simpson_dx1(y: Array) -> Array:
     first = odd(y[..., :-1]) + (y[..., -2] + y[..., -1]) / 2
     last = odd(y[..., 1:]) + (y[..., 0] + y[..., 1]) / 2
     return (first + last) / 2
+
+
+def simpson_dx1_prefix(y: Array, n: Array) -> Array:
+    """`simpson_dx1(y[:n])` for a traced count `n` (static shapes; `0 <= n <= L`).
+
+    `y [L]`: a curve whose first `n` points are valid; the rest may be anything (NaN
+    included) and get weight 0. Same rule as `simpson_dx1`: composite Simpson for odd
+    `n`, scipy's `simps(even="avg")` for even `n`, the trapezoid for `n = 2`, 0 for
+    `n <= 1`.
+    """
+    length = y.shape[-1]
+    i = jnp.arange(length)
+    n = jnp.asarray(n, jnp.int32)
+    dtype = y.dtype
+
+    def odd(lo, hi):  # composite Simpson weights on points lo..hi (hi - lo even)
+        rel = i - lo
+        inside = (i >= lo) & (i <= hi) & (hi > lo)
+        w = jnp.where((rel == 0) | (i == hi), 1.0, jnp.where(rel % 2 == 1, 4.0, 2.0))
+        return jnp.where(inside, w / 3, 0.0)
+
+    def trap(a):  # the trapezoid on the interval (a, a + 1)
+        return jnp.where((i == a) | (i == a + 1), 0.5, 0.0)
+
+    w_odd = odd(0, n - 1)
+    w_even = (odd(0, n - 2) + trap(n - 2) + odd(1, n - 1) + trap(0)) / 2
+    w = jnp.where(n % 2 == 1, w_odd, w_even)
+    w = jnp.where((n >= 2) & (i < n), w, 0.0).astype(dtype)
+    return (jnp.where(i < n, y, 0) * w).sum(-1)

@@ -17,18 +17,25 @@ class RegionPerturbation(NamedTuple):
     """Result of `aupc`.
 
     Attributes:
-      score: AUPC, Simpson's rule (dx = 1) over `curve`; lower is better.
+      score: AUPC, Simpson's rule (dx = 1) over the `n_regions + 1` valid points of
+        `curve`; lower is better.
       curve: `[num_regions + 1]` scores divided by `|s_0|`: the original score, then
-        after each region the mean score of its `num_perturbs` candidates.
+        after each region the mean score of its `num_perturbs` candidates; NaN after
+        the last region perturbed (`curve[n_regions + 1:]`), where SmoothTaylor's
+        curve has ended.
       regions: `[num_regions, 2]` top-left corners (row, column) of the regions, in
         order; `-1` where no free window was left.
       target: the class scored.
+      n_regions: the number of regions perturbed, `<= num_regions` (int32): fewer
+        when no free window was left (e.g. 32x32 images with 15x15 windows: at most
+        4). The valid curve is `curve[: n_regions + 1]`.
     """
 
     score: Array
     curve: Array
     regions: Array
     target: Array
+    n_regions: Array
 
 
 def window_relevance(heat: Array, kernel_size: int) -> Array:
@@ -69,6 +76,14 @@ def aupc(
     ties). Scores are logits by default, as in SmoothTaylor. The region loop is a
     `lax.scan` (each region depends on the last).
 
+    When no free window is left before `num_regions` regions, SmoothTaylor's loop
+    stops (`if not found: break`) and its AUPC is `scipy.integrate.simps(curve,
+    dx=1)` over the shorter curve. So is this one: the shapes stay static, the
+    points past the end are NaN in `curve` and left out of the score, which is
+    Simpson's rule over the `n_regions + 1` valid points (scipy's `even="avg"` rule
+    when that count is even, the trapezoid for 2 points). There is always at least
+    one window (`kernel_size < min(H, W)`), so `n_regions >= 1`.
+
     Args:
       model_fn: batched `[N, H, W, C] -> [N, K]`.
       x: `[H, W, C]` pixels in [0, 1]; attributions: `[H, W, C]` (channels summed,
@@ -80,7 +95,7 @@ def aupc(
       batch_size: candidates per forward pass; `None`: all `num_perturbs` at once.
 
     Returns:
-      `RegionPerturbation`.
+      `RegionPerturbation` (`n_regions` says how much of `curve` is valid).
     """
     caller = "aupc"
     x = _common.check_image(x, caller)
@@ -106,7 +121,7 @@ def aupc(
     cols = jnp.arange(gw)[None, :]
 
     def region(carry, key_i):
-        img, free, current = carry
+        img, free = carry
         masked = jnp.where(free, rel, -jnp.inf)
         i = jnp.argmax(masked.reshape(-1))
         valid = free.any()
@@ -123,13 +138,15 @@ def aupc(
         j = jnp.argmin(jnp.abs(logits - jnp.median(logits)))
         chosen = jax.lax.dynamic_update_slice(img, patches[j], (r0, c0, 0))
         img = jnp.where(valid, chosen, img)
-        s = jnp.where(valid, logits.mean(), current)
-        current = jnp.where(valid, logits[j], current)
+        s = jnp.where(valid, logits.mean(), jnp.nan)
         corner = jnp.where(valid, jnp.stack([r0, c0]), -1)
-        return (img, free, current), (s, corner)
+        return (img, free), (s, corner, valid)
 
     free0 = jnp.ones((gh, gw), bool)
     keys = jax.random.split(key, n_regions)
-    _, (s, corners) = jax.lax.scan(region, (x, free0, s0), keys)
+    _, (s, corners, valid) = jax.lax.scan(region, (x, free0), keys)
     curve = jnp.concatenate([s0[None], s]) / jnp.abs(s0)
-    return RegionPerturbation(_common.simpson_dx1(curve), curve, corners, t)
+    # Once no window is free none becomes free again: the valid regions are a prefix.
+    done = valid.sum().astype(jnp.int32)
+    score = _common.simpson_dx1_prefix(curve, done + 1)
+    return RegionPerturbation(score, curve, corners, t, done)

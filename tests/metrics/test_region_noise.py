@@ -33,37 +33,57 @@ def np_simpson_avg(y):
 
 
 def np_aupc(model, x, a, key, k, n_regions, n_perturbs):
-    """SmoothTaylor's compute_perturbations + compute_aupc, as a plain loop."""
+    """SmoothTaylor's compute_perturbations + compute_aupc, as a plain loop.
+
+    Follows their code: windows indexed `h + w * H` and ranked by descending mean
+    `|heat|` (a stable sort here; their `np.argsort` has no ties on these maps), the
+    top-lefts of the last row and column of windows skipped, `bad_idxs` filled with
+    the `(2k - 1)^2` indices around each chosen window, and the loop stopped when no
+    window is left (`if not found: break`): the curve is then shorter than
+    `n_regions + 1`. The patches are those `aupc` draws from `key`.
+    """
     h_map = a.sum(-1).astype(np.float64)
-    hh, ww = h_map.shape
-    cands = []
-    for h0 in range(hh - k):
-        for w0 in range(ww - k):
-            cands.append((np.abs(h_map[h0 : h0 + k, w0 : w0 + k]).mean(), h0, w0))
-    # descending relevance; row-major order on ties (as the masked argmax)
-    cands.sort(key=lambda t: (-t[0], t[1], t[2]))
+    img_h, img_w = h_map.shape
+    avg_values = -np.inf * np.ones(img_h * img_w)
+    for h in range(img_h - k):
+        for w in range(img_w - k):
+            avg_values[h + w * img_h] = np.mean(np.abs(h_map[h : h + k, w : w + k]))
+    most_relevant_idxs = np.argsort(-avg_values, kind="stable")
     z0 = common.np_scores(model, x, "logit")
     c = int(np.argmax(z0))
     s0 = z0[c]
     img = x.astype(np.float32).copy()
-    taken, curve, corners = [], [s0], []
+    curve, corners = [s0], []
     keys = jax.random.split(key, n_regions)
-    for i in range(n_regions):
-        for _, h0, w0 in cands:
-            if all(abs(h0 - p) > k - 1 or abs(w0 - q) > k - 1 for p, q in taken):
+    bad_idxs = set()
+    for region_idx in range(n_regions):
+        found = False
+        for kernel_idx in most_relevant_idxs:
+            if kernel_idx not in bad_idxs:
+                width = int(kernel_idx // img_h)
+                height = int(kernel_idx - width * img_h)
+                if (img_h - height) <= k or (img_w - width) <= k:
+                    continue
+                for dh in range(-k + 1, k):
+                    for dw in range(-k + 1, k):
+                        bad_idxs.add((height + dh) + (width + dw) * img_h)
+                found = True
                 break
-        taken.append((h0, w0))
-        corners.append((h0, w0))
-        patches = np.asarray(jax.random.uniform(keys[i], (n_perturbs, k, k, 3)))
+        if not found:
+            break
+        corners.append((height, width))
+        patches = np.asarray(
+            jax.random.uniform(keys[region_idx], (n_perturbs, k, k, 3))
+        )
         logits = []
         for p in patches:
             im = img.copy()
-            im[h0 : h0 + k, w0 : w0 + k] = p
+            im[height : height + k, width : width + k] = p
             logits.append(common.np_scores(model, im, "logit")[c])
         logits = np.array(logits)
         curve.append(logits.mean())
         j = int(np.argmin(np.abs(logits - np.median(logits))))
-        img[h0 : h0 + k, w0 : w0 + k] = patches[j]
+        img[height : height + k, width : width + k] = patches[j]
     curve = np.array(curve) / abs(s0)
     return curve, np_simpson_avg(curve), np.array(corners)
 
@@ -100,23 +120,94 @@ def test_aupc_is_deterministic_under_a_key_and_chunk_invariant():
     assert not np.allclose(r1.curve, r4.curve)
 
 
-def test_aupc_regions_do_not_overlap_and_run_out_cleanly():
+def test_aupc_when_the_windows_run_out_follows_the_authors_shorter_curve():
+    # 12 x 12 image, 5 x 5 windows: a 7 x 7 grid of top-lefts, exclusion radius 4,
+    # so at most 4 regions fit of the 30 asked for (SmoothTaylor's default). Their
+    # loop stops there and integrates the shorter curve.
     model = common.tiny_model(1)
     x, a = common.image(24, 12, 12), common.attribution(25, 12, 12)
-    # 7 x 7 grid of top-lefts, exclusion radius 4: at most 4 regions fit
-    res = metrics.aupc(
-        model, x, a, key=jax.random.key(0), kernel_size=5, num_regions=6,
-        num_perturbs=3,
-    )  # fmt: skip
-    corners = np.asarray(res.regions)
-    used = corners[corners[:, 0] >= 0]
-    assert 1 <= len(used) <= 4 and (corners[len(used) :] == -1).all()
-    for i in range(len(used)):
+    key = jax.random.key(0)
+    ref_curve, ref_score, ref_corners = np_aupc(model, x, a, key, 5, 30, 5)
+    n = len(ref_corners)
+    assert 1 <= n <= 4 and len(ref_curve) == n + 1
+    res = jax.jit(
+        lambda x, a, key: metrics.aupc(
+            model, x, a, key=key, kernel_size=5, num_regions=30, num_perturbs=5
+        )
+    )(x, a, key)
+    assert int(res.n_regions) == n
+    np.testing.assert_array_equal(res.regions[:n], ref_corners)
+    assert (np.asarray(res.regions[n:]) == -1).all()
+    np.testing.assert_allclose(res.curve[: n + 1], ref_curve, atol=1e-5)
+    assert np.isnan(np.asarray(res.curve[n + 1 :])).all()
+    np.testing.assert_allclose(res.score, ref_score, atol=1e-5)
+    # Regions do not overlap: top-lefts more than k - 1 apart in some direction.
+    for i in range(n):
         for j in range(i):
-            assert np.abs(used[i] - used[j]).max() > 4
-    # once no window is left the image stops changing: the curve is flat
-    tail = np.asarray(res.curve)[len(used) + 1 :]
-    assert np.all(np.isfinite(tail)) and np.allclose(tail, tail[0])
+            assert np.abs(ref_corners[i] - ref_corners[j]).max() > 4
+    # Padding the curve to 31 points with its last score, as before, is far off.
+    padded = np.r_[ref_curve, np.full(30 - n, ref_curve[-1])]
+    assert abs(np_simpson_avg(padded) - ref_score) > 1.0
+
+
+def test_aupc_run_out_under_vmap_gives_each_image_its_own_length():
+    model = common.tiny_model(1)
+    xs = np.stack([common.image(30 + i, 12, 12) for i in range(3)])
+    maps = [common.attribution(40 + i, 12, 12) for i in range(2)]
+    # A single bright pixel at the centre: every window holding it ties, the first
+    # in row-major order, (2, 2), blocks the whole 7 x 7 grid: one region.
+    one = np.zeros((12, 12, 3), np.float32)
+    one[6, 6] = 1.0
+    aa = np.stack([*maps, one])
+    key = jax.random.key(5)
+    kw = {"kernel_size": 5, "num_regions": 6, "num_perturbs": 3}
+    batched = jax.jit(jax.vmap(lambda x, a: metrics.aupc(model, x, a, key=key, **kw)))(
+        xs, aa
+    )
+    assert int(batched.n_regions[2]) == 1
+    np.testing.assert_array_equal(batched.regions[2, 0], [2, 2])
+    for i in range(3):
+        ref_curve, ref_score, _ = np_aupc(model, xs[i], aa[i], key, 5, 6, 3)
+        n = int(batched.n_regions[i])
+        assert n == len(ref_curve) - 1
+        np.testing.assert_allclose(batched.curve[i, : n + 1], ref_curve, atol=1e-5)
+        np.testing.assert_allclose(batched.score[i], ref_score, atol=1e-5)
+    # With one region the curve has 2 points: the trapezoid.
+    c = np.asarray(batched.curve[2])
+    np.testing.assert_allclose(batched.score[2], (c[0] + c[1]) / 2, rtol=1e-6)
+
+
+def test_adaptive_noising_default_objective_scores_the_shorter_curve():
+    # adaptive_noising's default objective is AUPC with SmoothTaylor's 15 x 15
+    # windows: on a 32 x 32 image at most 4 of its 30 regions fit.
+    import jaxattr
+
+    model = common.tiny_model(2)
+    f = jaxattr.scalar_output(model, 3)
+    x = jnp.asarray(common.image(50, 32, 32))
+    key = jax.random.key(7)
+    kw = {"num_perturbs": 3}
+    r = jax.jit(
+        lambda x: jaxattr.adaptive_noising(
+            f, x, key=key, n_roots=2, max_iterations=0, score_kwargs=kw
+        )
+    )(x)
+    # Evaluation 0 is the only one: its heat map wins and was scored with the
+    # second half of fold_in(key, 0).
+    score_key = jax.random.split(jax.random.fold_in(key, 0))[1]
+    direct = metrics.aupc(
+        lambda im: jax.vmap(f)(im)[:, None],
+        x,
+        r.attributions,
+        key=score_key,
+        target=0,
+        **kw,
+    )
+    assert 1 <= int(direct.n_regions) <= 4
+    assert np.isfinite(float(r.aux["score"]))
+    np.testing.assert_allclose(r.aux["score"], direct.score, rtol=1e-5)
+    valid = np.asarray(direct.curve[: int(direct.n_regions) + 1], np.float64)
+    np.testing.assert_allclose(direct.score, np_simpson_avg(valid), rtol=1e-5)
 
 
 def test_aupc_needs_a_key():
@@ -192,3 +283,15 @@ def test_simpson_rule_matches_scipy():
         np.testing.assert_allclose(
             _common.simpson_dx1(jnp.asarray(y)), np_simpson_avg(y), atol=1e-6
         )
+
+
+def test_simpson_rule_on_a_traced_prefix_matches_scipy_and_ignores_the_rest():
+    from jaxattr.metrics import _common
+
+    y = np.random.default_rng(7).normal(size=31)
+    counts = np.arange(2, 32)
+    tails = np.where(np.arange(31)[None, :] < counts[:, None], y, np.nan)
+    got = jax.jit(jax.vmap(_common.simpson_dx1_prefix))(jnp.asarray(tails), counts)
+    want = [np_simpson_avg(y[:n]) for n in counts]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert float(_common.simpson_dx1_prefix(jnp.asarray(y), 1)) == 0.0
