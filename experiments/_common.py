@@ -358,7 +358,9 @@ def pixel_flipping(
 
 
 def aupc(**kwargs) -> Metric:
-    """SmoothTaylor's AUPC (§2.3a) on the logit; lower is better."""
+    """SmoothTaylor's AUPC (§2.3a) on the logit; lower is better. The curve keeps its
+    static length `num_regions + 1`; where no free window was left it ends early and
+    its missing points are NaN (`metrics.aupc`), as the authors' shorter curve."""
 
     def score(model_fn, x, attributions, target, key):
         r = metrics.aupc(model_fn, x, attributions, key=key, target=target, **kwargs)
