@@ -75,7 +75,8 @@ def normalisation_stats(
     """`(mean, std)` per channel of an affine normalisation `x -> (x - mean) / std`.
 
     Read off `normalise` (e.g. `model.normalise` of a `jaxattr.models` port) at the
-    pixel values 0, 1 and 1/2, so it needs no knowledge of how the model was built:
+    pixel values 0, 1 and 1/2 (evaluated at trace time, so it also works inside
+    `jit`), so it needs no knowledge of how the model was built:
     `normalised_zero = mean` is the pixel colour that the model sees as 0 (the
     papers' "zero baseline") and `std` converts a noise level given in normalised
     units into pixels (`sigma_pixels = sigma_normalised * std`, per channel).
@@ -96,8 +97,11 @@ def normalisation_stats(
       ValueError: if `normalise` is not per-channel affine (its value at 1/2 is not
         the midpoint of its values at 0 and 1) or is constant in some channel.
     """
-    pix = jnp.asarray([0.0, 0.5, 1.0], jnp.float32)[:, None, None, None]
-    out = np.asarray(normalise(jnp.broadcast_to(pix, (3, 1, 1, channels))), np.float64)
+    # Concrete even under `jit` (e.g. called inside a jitted function).
+    with jax.ensure_compile_time_eval():
+        pix = jnp.asarray([0.0, 0.5, 1.0], jnp.float32)[:, None, None, None]
+        out = normalise(jnp.broadcast_to(pix, (3, 1, 1, channels)))
+        out = np.asarray(out, np.float64)
     if out.shape != (3, 1, 1, channels):
         raise ValueError(
             "normalisation_stats: normalise must keep the shape [..., channels];"

@@ -470,3 +470,18 @@ def test_adaptive_noising_with_normalisation_is_the_authors_search_on_x_n():
     np.testing.assert_allclose(
         ours.aux["noise"], ours.aux["sigma"] * np.asarray(STD), rtol=1e-6
     )
+
+
+def test_normalisation_stats_reads_mean_and_std_even_under_jit():
+    def normalise(x):
+        return (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
+
+    mean, std = jaxattr.baselines.normalisation_stats(normalise)
+    np.testing.assert_allclose(mean, MEAN, rtol=1e-6)
+    np.testing.assert_allclose(std, STD, rtol=1e-6)
+    got = jax.jit(
+        lambda x: x * jnp.asarray(jaxattr.baselines.normalisation_stats(normalise)[1])
+    )(jnp.ones(3))
+    np.testing.assert_allclose(got, STD, rtol=1e-6)
+    with pytest.raises(ValueError, match="must be affine per channel"):
+        jaxattr.baselines.normalisation_stats(lambda x: x**2)
