@@ -61,7 +61,7 @@ def allocate(
     rule on its `c_k` sub-cells, and the intervals with `c_k = 0` are left out.
     As `M` grows, `c_k >= floor(M p_k) -> infinity` for every interval with
     `s_k != 0`, so the sum converges to the integral over those intervals. An
-    interval with `s_k = 0` gets nodes only through the remainder; it holds no
+    interval with `s_k = 0` gets no node (unless every slope is 0); it holds no
     part of the integral when `F` is monotone on it (then `F` is constant there
     and `dF/da = 0`). The one case left out for every `M` is an `F` that rises
     and falls back to exactly the same value inside one coarse interval: a finer
