@@ -360,7 +360,9 @@ def mean_curves(
     rows: list[dict], metric: str
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """method -> ``(fractions [L], mean curve [L])`` for ``metric``. Curves of different
-    lengths are linearly interpolated onto the longest grid over [0, 1]; float64 mean."""
+    lengths are linearly interpolated onto the longest grid over [0, 1]; float64 mean.
+    NaN points (a curve that stopped early, e.g. AUPC when no free window is left) are
+    left out of the mean at that point; a point where every curve is NaN stays NaN."""
     by_method: dict[str, list[np.ndarray]] = {}
     for r in rows:
         if r["metric"] == metric and r["curve"] is not None:
@@ -375,7 +377,12 @@ def mean_curves(
             c if c.size == length else np.interp(grid, np.linspace(0, 1, c.size), c)
             for c in curves
         ]
-        out[m] = (grid, np.mean(stack, axis=0))
+        stack = np.asarray(stack)
+        finite = ~np.isnan(stack)
+        count = finite.sum(0)
+        total = np.where(finite, stack, 0.0).sum(0)
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        out[m] = (grid, mean)
     return out
 
 

@@ -115,6 +115,13 @@ def test_mean_curves_are_pointwise_means(db):
     mixed = [{"method": "m", "metric": "k", "curve": np.array([0.0, 1.0])},
              {"method": "m", "metric": "k", "curve": np.array([1.0, 1.0, 1.0])}]  # fmt: skip
     np.testing.assert_allclose(mean_curves(mixed, "k")["m"][1], [0.5, 0.75, 1.0])
+    # A curve that stopped early (NaN tail, AUPC) leaves only its missing points out.
+    nan = np.nan
+    short = [{"method": "m", "metric": "k", "curve": np.array([1.0, 2.0, nan, nan])},
+             {"method": "m", "metric": "k", "curve": np.array([3.0, 4.0, 5.0, nan])}]  # fmt: skip
+    np.testing.assert_allclose(
+        mean_curves(short, "k")["m"][1], [2.0, 3.0, 5.0, nan], equal_nan=True
+    )
 
 
 def test_grid_shares_one_scale_per_row():
