@@ -252,6 +252,169 @@ def _rewrite_conv(eqn, lhs, rhs):
     return eqn.primitive.bind(lhs, rhs, **dict(params, dimension_numbers=canonical))
 
 
+def _sub_jaxprs(params):
+    """The jaxprs among an equation's parameters (loop bodies, branches, ...)."""
+    for value in params.values():
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, jcore.ClosedJaxpr):
+                yield v.jaxpr
+            elif isinstance(v, jcore.Jaxpr):
+                yield v
+
+
+def _has_conv(jaxpr) -> bool:
+    """Whether `jaxpr` or a jaxpr nested in it holds a convolution."""
+    return any(
+        eqn.primitive is lax.conv_general_dilated_p
+        or any(_has_conv(sub) for sub in _sub_jaxprs(eqn.params))
+        for eqn in jaxpr.eqns
+    )
+
+
+def _eval_closed(closed, args) -> list:
+    return _eval(closed.jaxpr, closed.consts, list(args))
+
+
+def _while(params, invals):
+    nc, nb = params["cond_nconsts"], params["body_nconsts"]
+    cond_consts, body_consts, init = (
+        invals[:nc],
+        invals[nc : nc + nb],
+        invals[nc + nb :],
+    )
+    # A vmapped loop whose predicate is batched has a per-lane predicate: as the
+    # lowering of `while` does, it runs while any lane does, and a lane whose
+    # predicate is false keeps its carry.
+    batched = bool(params["cond_jaxpr"].out_avals[0].shape)
+
+    def pred_of(carry):
+        return _eval_closed(params["cond_jaxpr"], [*cond_consts, *carry])[0]
+
+    def cond_fun(carry):
+        pred = pred_of(carry)
+        return jnp.any(pred) if batched else pred
+
+    def body_fun(carry):
+        new = _eval_closed(params["body_jaxpr"], [*body_consts, *carry])
+        if not batched:
+            return new
+        pred = pred_of(carry)
+
+        def keep(old, nxt):
+            mask = lax.broadcast_in_dim(pred, jnp.shape(old), tuple(range(pred.ndim)))
+            return lax.select(mask, nxt, old)
+
+        return [keep(o, n) for o, n in zip(carry, new, strict=True)]
+
+    return list(lax.while_loop(cond_fun, body_fun, list(init)))
+
+
+def _scan(params, invals):
+    nc, ncarry = params["num_consts"], params["num_carry"]
+    consts, init, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
+
+    def body(carry, x):
+        outs = _eval_closed(params["jaxpr"], [*consts, *carry, *x])
+        return outs[:ncarry], outs[ncarry:]
+
+    carry, ys = lax.scan(
+        body,
+        list(init),
+        list(xs),
+        length=params["length"],
+        reverse=params["reverse"],
+        unroll=params["unroll"],
+    )
+    return [*carry, *ys]
+
+
+def _cond(params, invals):
+    index, ops = invals[0], invals[1:]
+    branches = [
+        (lambda *a, branch=branch: _eval_closed(branch, a))
+        for branch in params["branches"]
+    ]
+    return list(lax.switch(index, branches, *ops))
+
+
+def _checkpoint(params, invals):
+    jaxpr, prevent_cse = params["jaxpr"], params["prevent_cse"]
+
+    def fun(*args):
+        return _eval(jaxpr, (), list(args))
+
+    if not params["differentiated"]:
+        # still to be differentiated: keep it a checkpoint
+        return jax.checkpoint(fun, prevent_cse=prevent_cse, policy=params["policy"])(
+            *invals
+        )
+    # The backward pass's recomputation: what its lowering does, an optimization
+    # barrier on the inputs (so XLA cannot share it with the forward pass), then
+    # the body inlined.
+    flags = (
+        (prevent_cse,) * len(invals) if isinstance(prevent_cse, bool) else prevent_cse
+    )
+    barred = [i for i, f in enumerate(flags) if f]
+    args = list(invals)
+    if barred:
+        kept = lax.optimization_barrier([jnp.asarray(args[i]) for i in barred])
+        for i, a in zip(barred, kept, strict=True):
+            args[i] = a
+    return fun(*args)
+
+
+def _custom_jvp(prim, params, invals):
+    def original(*args):  # the call as it was: its own derivative rule
+        return prim.bind(*args, **prim.get_bind_params(params))
+
+    @jax.custom_jvp
+    def fun(*args):
+        return _eval_closed(params["call_jaxpr"], args)
+
+    @fun.defjvp
+    def fun_jvp(primals, tangents):
+        return jax.jvp(original, primals, tangents)
+
+    return fun(*invals)
+
+
+def _custom_vjp(prim, params, invals):
+    # The call's leading `num_consts` inputs are closed-over values that it cannot
+    # be differentiated by: closed over here too.
+    consts, primals = invals[: params["num_consts"]], invals[params["num_consts"] :]
+
+    def original(*args):
+        return prim.bind(*consts, *args, **prim.get_bind_params(params))
+
+    @jax.custom_vjp
+    def fun(*args):
+        return _eval_closed(params["call_jaxpr"], [*consts, *args])
+
+    def fwd(*args):
+        return jax.vjp(original, *args)  # (outputs, pullback as the residuals)
+
+    def bwd(pullback, cotangents):
+        return pullback(cotangents)
+
+    fun.defvjp(fwd, bwd)
+    return fun(*primals)
+
+
+#: Equations whose bodies are re-evaluated with the rewrite (when they hold a
+#: convolution): loops, branches, checkpoints and custom derivatives are rebuilt
+#: around the rewritten bodies, keeping their derivative rules.
+_DESCEND = {
+    "while": lambda prim, params, invals: _while(params, invals),
+    "scan": lambda prim, params, invals: _scan(params, invals),
+    "cond": lambda prim, params, invals: _cond(params, invals),
+    "checkpoint": lambda prim, params, invals: _checkpoint(params, invals),
+    "remat": lambda prim, params, invals: _checkpoint(params, invals),
+    "remat2": lambda prim, params, invals: _checkpoint(params, invals),
+    "custom_jvp_call": _custom_jvp,
+    "custom_vjp_call": _custom_vjp,
+}
+
+
 def _eval(jaxpr, consts, args) -> list:
     env: dict = {}
 
@@ -274,6 +437,9 @@ def _eval(jaxpr, consts, args) -> list:
         elif prim.name in _INLINED and "jaxpr" in params:
             sub = params["jaxpr"]
             outs = _eval(getattr(sub, "jaxpr", sub), getattr(sub, "consts", ()), invals)
+        elif prim.name in _DESCEND and any(map(_has_conv, _sub_jaxprs(params))):
+            with eqn.ctx.manager:
+                outs = _DESCEND[prim.name](prim, params, invals)
         else:
             with eqn.ctx.manager:
                 outs = prim.bind(*invals, **prim.get_bind_params(params))

@@ -176,3 +176,273 @@ def test_no_winograd_for_16_bit_floats():
     w = jnp.zeros((3, 3, 4, 4), jnp.bfloat16)
     conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding="SAME")
     assert "conv_general_dilated" in _primitives(conv, x, w)
+
+
+# ------------------------------------------------- loops, branches, remat, custom rules
+
+
+def _all_convs(jaxpr, in_loop=False):
+    """`(eqn, in_loop)` for the convolutions of `jaxpr` and of every jaxpr nested
+    in it; `in_loop`: inside a `while` or `scan` body."""
+    from jaxattr.fast_convolutions import _sub_jaxprs
+
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive is lax.conv_general_dilated_p:
+            found.append((eqn, in_loop))
+        loop = in_loop or eqn.primitive.name in ("while", "scan")
+        for sub in _sub_jaxprs(eqn.params):
+            found += _all_convs(sub, loop)
+    return found
+
+
+def _slow_convs(fn, *args, loops_only=False):
+    """Depthwise, 1x1 or non-HWIO convolutions left in `fn`'s jaxpr (anywhere, or
+    inside loop bodies only)."""
+    slow = []
+    traced = jax.make_jaxpr(lambda *a: fn(*a))(*args)  # a new function: no cache
+    for eqn, in_loop in _all_convs(traced.jaxpr):
+        dn, rhs = eqn.params["dimension_numbers"], eqn.invars[1].aval
+        window = [rhs.shape[d] for d in dn.rhs_spec[2:]]
+        if (in_loop or not loops_only) and (
+            eqn.params["feature_group_count"] > 1
+            or all(k == 1 for k in window)
+            or tuple(dn.rhs_spec) != (3, 2, 0, 1)
+        ):
+            slow.append(eqn)
+    return slow
+
+
+def _tiny_net(seed=0, channels=4):
+    """A smooth convnet on one `[8, 8, 3]` image: stride-2 3x3, depthwise 3x3, 1x1
+    (tanh, so that rounding never flips a kink)."""
+    rng = np.random.default_rng(seed)
+    w1 = jnp.asarray(rng.normal(size=(3, 3, 3, channels)) / 3, jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(3, 3, 1, channels)) / 3, jnp.float32)
+    w3 = jnp.asarray(rng.normal(size=(1, 1, channels, 5)) / 2, jnp.float32)
+
+    def logits(x):
+        y = jnp.tanh(_conv(x[None], w1, window_strides=(2, 2), padding="SAME"))
+        y = jnp.tanh(
+            _conv(
+                y,
+                w2,
+                window_strides=(1, 1),
+                padding="SAME",
+                feature_group_count=channels,
+            )
+        )
+        y = _conv(y, w3, window_strides=(1, 1), padding="SAME")
+        return y.mean((0, 1, 2))  # [5]
+
+    x = jnp.asarray(rng.uniform(size=(8, 8, 3)), jnp.float32)
+    return logits, x
+
+
+def _assert_close(got, want):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        if np.issubdtype(b.dtype, np.floating):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def _loop_programs():
+    logits, x = _tiny_net()
+    f = lambda z: logits(z)[1]
+
+    def in_while(x):
+        def body(c):
+            k, z, acc = c
+            v, g = jax.value_and_grad(f)(z)
+            return k + 1, z - 0.1 * g, acc + v
+
+        return lax.while_loop(lambda c: c[0] < 3, body, (0, x, 0.0))
+
+    def in_fori(x):
+        return lax.fori_loop(0, 3, lambda i, z: z + 0.1 * jax.grad(f)(z), x)
+
+    def in_scan(x):
+        def body(z, s):
+            v, g = jax.value_and_grad(f)(z * s)
+            return z + 0.1 * g, v
+
+        return lax.scan(body, x, jnp.linspace(0.5, 1.0, 3))
+
+    def in_cond(x):
+        return lax.cond(
+            x.sum() > 0, lambda z: jax.grad(f)(z), lambda z: -jax.grad(f)(2 * z), x
+        )
+
+    def in_switch_in_scan(x):
+        def body(z, i):
+            return lax.switch(i, [lambda z: z, lambda z: z + jax.grad(f)(z)], z), f(z)
+
+        return lax.scan(body, x, jnp.arange(4) % 2)
+
+    def nested(x):  # a scan in a while in a vmap
+        def inner(z):
+            return lax.scan(lambda c, _: (c + 0.1 * jax.grad(f)(c), f(c)), z, None, 2)
+
+        def outer(z):
+            return lax.while_loop(
+                lambda c: c[1] < 2, lambda c: (inner(c[0])[0], c[1] + 1), (z, 0)
+            )
+
+        return jax.vmap(outer)(jnp.stack([x, 1 - x]))
+
+    def batched_predicate(x):  # each lane stops at its own step
+        def one(z, n):
+            body = lambda c: (c[0] + 1, c[1] + 0.1 * jax.grad(f)(c[1]))
+            return lax.while_loop(lambda c: c[0] < n, body, (0, z))[1]
+
+        return jax.vmap(one)(jnp.stack([x, 1 - x, x / 2]), jnp.array([1, 3, 2]))
+
+    return x, {
+        "vmap of while, batched predicate": batched_predicate,
+        "while": in_while,
+        "fori_loop": in_fori,
+        "scan": in_scan,
+        "cond": in_cond,
+        "switch in scan": in_switch_in_scan,
+        "vmap of while of scan": nested,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_loop_programs()[1]))
+def test_loop_and_branch_bodies_are_rewritten(name):
+    """Convolutions (and their gradients) inside while/scan/cond bodies are
+    rewritten, with the same values."""
+    x, programs = _loop_programs()
+    fn = programs[name]
+    assert _slow_convs(fn, x), "the test program should have slow convolutions"
+    assert not _slow_convs(fast_convolutions(fn), x)
+    _assert_close(jax.jit(fast_convolutions(fn))(x), jax.jit(fn)(x))
+
+
+def test_gradients_through_rewritten_loops():
+    """A wrapped function with a scan and a cond is differentiated like the original
+    (the loops are rebuilt with lax.scan / lax.switch, which have derivatives)."""
+    logits, x = _tiny_net(1)
+
+    def fn(x):
+        def body(z, s):
+            y = lax.cond(s > 0.7, lambda z: logits(z), lambda z: 2 * logits(z), z * s)
+            return z * 0.9, y.sum()
+
+        return lax.scan(body, x, jnp.linspace(0.5, 1.0, 4))[1].sum()
+
+    _assert_close(
+        jax.jit(jax.value_and_grad(fast_convolutions(fn)))(x),
+        jax.jit(jax.value_and_grad(fn))(x),
+    )
+
+
+def test_checkpoint_bodies_are_rewritten():
+    logits, x = _tiny_net(2)
+    f = jax.checkpoint(lambda z: logits(z)[2])
+    fn = jax.value_and_grad(f)  # a differentiated checkpoint: the recomputation
+    assert _slow_convs(fn, x) and not _slow_convs(fast_convolutions(fn), x)
+    _assert_close(jax.jit(fast_convolutions(fn))(x), jax.jit(fn)(x))
+    # a checkpoint not yet differentiated stays one, and differentiates the same
+    wrapped = fast_convolutions(f)
+    prims = [e.primitive.name for e in jax.make_jaxpr(wrapped)(x).jaxpr.eqns]
+    assert "checkpoint" in prims or "remat2" in prims
+    _assert_close(jax.jit(jax.grad(wrapped))(x), jax.jit(jax.grad(f))(x))
+
+
+def test_custom_derivative_bodies_are_rewritten_keeping_their_rules():
+    logits, x = _tiny_net(3)
+
+    @jax.custom_jvp
+    def f_jvp(z):
+        return logits(z)[0]
+
+    @f_jvp.defjvp
+    def _(primals, tangents):  # a rule that differs from the true derivative
+        return f_jvp(*primals), 2.0 * jnp.vdot(
+            jax.grad(lambda z: logits(z)[0])(*primals), *tangents
+        )
+
+    @jax.custom_vjp
+    def f_vjp(z):
+        return logits(z)[0]
+
+    f_vjp.defvjp(
+        lambda z: (logits(z)[0], z),
+        lambda z, ct: (3.0 * ct * jax.grad(lambda z: logits(z)[0])(z),),
+    )
+    for f in (f_jvp, f_vjp):
+        assert _slow_convs(f, x) and not _slow_convs(fast_convolutions(f), x)
+        _assert_close(jax.jit(fast_convolutions(f))(x), jax.jit(f)(x))
+        _assert_close(
+            jax.jit(jax.grad(fast_convolutions(f)))(x), jax.jit(jax.grad(f))(x)
+        )
+
+
+def test_idempotent():
+    """Applying the rewrite twice (a chunked_sum inside a wrapped method) gives the
+    same program as once: no extra convolutions, the same values."""
+    logits, x = _tiny_net(4)
+    f = lambda z: logits(z)[3]
+
+    def fn(x):
+        def node(a):
+            return jax.grad(f)(a * x), f(a * x)
+
+        return engine.chunked_sum(node, jnp.linspace(0.1, 1.0, 6), batch_size=2)
+
+    once = jax.make_jaxpr(fn)(x)
+    twice = jax.make_jaxpr(fast_convolutions(fast_convolutions(fn)))(x)
+    assert not _slow_convs(fast_convolutions(fn), x)
+
+    def census(jaxpr):
+        counts = {}
+        for eqn in jaxpr.eqns:
+            counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
+            for sub in __import__("jaxattr").fast_convolutions._sub_jaxprs(eqn.params):
+                for k, v in census(sub).items():
+                    counts[k] = counts.get(k, 0) + v
+        return counts
+
+    a, b = census(once.jaxpr), census(twice.jaxpr)
+    for prim in ("conv_general_dilated", "dot_general", "optimization_barrier"):
+        assert a.get(prim, 0) == b.get(prim, 0), prim
+    _assert_close(jax.jit(fast_convolutions(fast_convolutions(fn)))(x), jax.jit(fn)(x))
+
+
+def _with_switch(value, fn, *args):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAXATTR_FAST_CONVOLUTIONS", value)
+        return jax.jit(lambda *a: fn(*a))(*args)  # a new function: traced anew
+
+
+def test_methods_with_loops_unchanged_by_the_rewrite():
+    """Guided IG, AGI and DGA (the model inside their own loops) give the same
+    results with and without the rewrite, and run without slow convolutions."""
+    import jaxattr
+
+    logits, x = _tiny_net(5)
+    f = lambda z: logits(z)[1]
+    methods = {
+        "guided_ig": lambda x: jaxattr.guided_integrated_gradients(
+            f, x, "black", n_steps=6, fraction=0.5, max_dist=1.0
+        ),
+        # class 1 is the target: its lane stops at once (a batched predicate)
+        "agi": lambda x: jaxattr.adversarial_gradient_integration(
+            logits, x, 1, classes=jnp.array([0, 1, 3]), eps=0.05, max_iter=4
+        ),
+        "dga": lambda x: jaxattr.distilled_gradient_aggregation(
+            f, x, "black", n_steps=4, ufg="shortcut"
+        ),
+    }
+    for name, method in methods.items():
+        fast = _with_switch("1", method, x)
+        slow = _with_switch("0", method, x)
+        _assert_close(fast, slow)
+        for value, slow_in_loops in (("0", True), ("1", False)):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("JAXATTR_FAST_CONVOLUTIONS", value)
+                found = _slow_convs(method, x, loops_only=True)
+                assert bool(found) == slow_in_loops, (name, value)

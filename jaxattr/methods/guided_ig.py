@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, baselines
+from jaxattr import _checks, baselines, fast_convolutions
 from jaxattr.base import Attribution
 
 #: PAIR's tolerance (relative and absolute) for "the L1 target is reached".
@@ -185,8 +185,8 @@ def guided_integrated_gradients(
     refs = baselines.resolve(baseline, x, key, caller)  # [K, *x.shape]
 
     # One XLA program even when called eagerly (op-by-op dispatch of the loops
-    # compiled them piecewise: ~2x slower); under an outer jit it is inlined.
-    @jax.jit
+    # compiled them piecewise: ~2x slower); under an outer jit it is inlined. The
+    # gradients inside the loops go through `fast_convolutions` (on CPU).
     def run(x, refs, fraction, max_dist):
         def one(ref):
             return _guided_path(f, x, ref, n_steps, fraction, max_dist, x.size + 2)
@@ -205,4 +205,5 @@ def guided_integrated_gradients(
         }
         return Attribution(attributions, delta, aux)
 
+    run = jax.jit(fast_convolutions.fast_convolutions(run))
     return run(x, refs, fraction, max_dist)
