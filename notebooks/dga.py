@@ -11,6 +11,8 @@
 # %% [markdown]
 # # Distilled Gradient Aggregation: the distillation steps
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/jaxattr/jaxattr/blob/main/notebooks/dga.ipynb)
+#
 # **DGA** (Jeon, Jeong, Choi, *Distilled Gradient Aggregation: Purify Features for Input
 # Attribution in the Deep Neural Network*, NeurIPS 2022) aggregates a local attribution over a
 # sequence of inputs from which features are progressively removed (algorithms.md §5).
@@ -35,16 +37,44 @@
 # `N = 30`, `q = 0.9`, `beta = 0`.
 
 # %%
-# Install jaxattr where it is missing (e.g. on Colab); a no-op where it is importable.
+# Install jaxattr on Colab, or wherever it is not importable; elsewhere (a clone installed
+# with `pip install -e .`, the tests) this cell installs nothing.
+import importlib
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-# PLACEHOLDER: replace <org> with the repository's owner once it is public.
-JAXATTR_REPO = "https://github.com/<org>/jaxattr"
-if importlib.util.find_spec("jaxattr") is None:
+# Where jaxattr comes from: a pip URL (a fork or a branch:
+# "git+https://github.com/YOU/jaxattr@BRANCH"), or the path of a wheel or of a source folder
+# (e.g. a wheel uploaded to Colab: "jaxattr-0.1.0-py3-none-any.whl").
+JAXATTR_SOURCE = "git+https://github.com/jaxattr/jaxattr@main"
+
+if "google.colab" in sys.modules or importlib.util.find_spec("jaxattr") is None:
+    if "://" in JAXATTR_SOURCE:
+        where = JAXATTR_SOURCE
+    else:
+        where = Path(JAXATTR_SOURCE).expanduser().resolve().as_uri()
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.check_call([*pip, f"jaxattr[viz] @ git+{JAXATTR_REPO}"])
+    subprocess.check_call([*pip, f"jaxattr[viz] @ {where}"])
+    importlib.invalidate_caches()
+
+# %% [markdown]
+# ## The accelerator
+#
+# On Colab, choose a GPU or TPU runtime (*Runtime > Change runtime type*) before running.
+# JAX runs every computation on its default backend, printed below; `ACCELERATOR` is true on
+# a GPU or a TPU. This notebook keeps the authors' settings on every backend (the number of
+# distillation steps `N` is part of the method, not an accuracy knob): an accelerator only
+# runs them faster.
+
+# %%
+import jax
+
+print(f"JAX {jax.__version__}, backend {jax.default_backend()!r}:", jax.devices())
+ACCELERATOR = jax.default_backend() != "cpu"  # a GPU or a TPU
+if not ACCELERATOR:
+    print("No GPU or TPU: the real settings run on the CPU (minutes, not seconds).")
 
 # %% [markdown]
 # `TINY` (environment variable `JAXATTR_NOTEBOOK_TINY=1`) switches to settings that run in

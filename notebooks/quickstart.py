@@ -11,10 +11,12 @@
 # %% [markdown]
 # # jaxattr quickstart: one photo, every method
 #
-# [jaxattr](https://github.com/) computes path-integral attributions (Integrated Gradients and
-# the methods built on it) as pure JAX functions. This notebook explains one photo with
-# EfficientNet-Lite0 (real ImageNet weights) with every method of the library and shows the
-# heat maps side by side.
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/jaxattr/jaxattr/blob/main/notebooks/quickstart.ipynb)
+#
+# [jaxattr](https://github.com/jaxattr/jaxattr) computes path-integral attributions
+# (Integrated Gradients and the methods built on it) as pure JAX functions. This notebook
+# explains one photo with EfficientNet-Lite0 (real ImageNet weights) with every method of the
+# library and shows the heat maps side by side.
 #
 # Every method has the calling convention `method(f, x, ...) -> Attribution(attributions,
 # delta, aux)`, where `f` maps **one** example to a scalar (the logit of the explained class)
@@ -23,16 +25,42 @@
 # `f(x, z)` with perturbations `z` at every bias layer (`jaxattr.models.fullgrad_model`).
 
 # %%
-# Install jaxattr where it is missing (e.g. on Colab); a no-op where it is importable.
+# Install jaxattr on Colab, or wherever it is not importable; elsewhere (a clone installed
+# with `pip install -e .`, the tests) this cell installs nothing.
+import importlib
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
-# PLACEHOLDER: replace <org> with the repository's owner once it is public.
-JAXATTR_REPO = "https://github.com/<org>/jaxattr"
-if importlib.util.find_spec("jaxattr") is None:
+# Where jaxattr comes from: a pip URL (a fork or a branch:
+# "git+https://github.com/YOU/jaxattr@BRANCH"), or the path of a wheel or of a source folder
+# (e.g. a wheel uploaded to Colab: "jaxattr-0.1.0-py3-none-any.whl").
+JAXATTR_SOURCE = "git+https://github.com/jaxattr/jaxattr@main"
+
+if "google.colab" in sys.modules or importlib.util.find_spec("jaxattr") is None:
+    if "://" in JAXATTR_SOURCE:
+        where = JAXATTR_SOURCE
+    else:
+        where = Path(JAXATTR_SOURCE).expanduser().resolve().as_uri()
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.check_call([*pip, f"jaxattr[viz] @ git+{JAXATTR_REPO}"])
+    subprocess.check_call([*pip, f"jaxattr[viz] @ {where}"])
+    importlib.invalidate_caches()
+
+# %% [markdown]
+# ## The accelerator
+#
+# On Colab, choose a GPU or TPU runtime (*Runtime > Change runtime type*) before running.
+# JAX runs every computation on its default backend, printed below; `ACCELERATOR` is true on
+# a GPU or a TPU, and the settings further down then grow where the notebook says so.
+
+# %%
+import jax
+
+print(f"JAX {jax.__version__}, backend {jax.default_backend()!r}:", jax.devices())
+ACCELERATOR = jax.default_backend() != "cpu"  # a GPU or a TPU
+if not ACCELERATOR:
+    print("No GPU or TPU: the real settings run on the CPU (minutes, not seconds).")
 
 # %% [markdown]
 # `TINY` (environment variable `JAXATTR_NOTEBOOK_TINY=1`) switches to settings that run in
@@ -75,6 +103,11 @@ print(f"label of the photo: {photo.class_name!r}")
 # The real settings follow each paper (algorithms.md §1-§7): 64 Gauss-Legendre steps for IG,
 # 50 + 50 evaluations for IDG, 150 roots for SmoothTaylor, 30 distillation steps for DGA,
 # 20 false classes with 20 steps each for AGI, 200 steps for Guided IG, 100 for Blur IG.
+#
+# On a GPU or TPU (`ACCELERATOR`) two settings grow: SmoothGrad and Expected Gradients
+# average 128 random draws instead of 32 (their sampling noise falls by half), and each
+# chunk evaluates 64 path points at once instead of 16 (`batch_size`: more memory, fewer
+# sequential steps; on a CPU small chunks are fastest).
 
 # %%
 if TINY:
@@ -91,7 +124,7 @@ if TINY:
 else:
     S = {
         "steps": 64,
-        "samples": 32,
+        "samples": 128 if ACCELERATOR else 32,
         "roots": 150,
         "dga": 30,
         "agi_classes": 20,
@@ -99,7 +132,8 @@ else:
         "gig": 200,
         "blur": 100,
     }
-BATCH = 16  # points per chunk: bounds memory (Captum's internal_batch_size)
+# Points per chunk: bounds memory (Captum's internal_batch_size).
+BATCH = 64 if ACCELERATOR and not TINY else 16
 key = jax.random.key(0)
 # Expected Gradients needs a background set; here: the other demo photos.
 references = jnp.asarray(

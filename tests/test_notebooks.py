@@ -8,15 +8,22 @@ paired `<name>.ipynb` must hold the same cells (regenerate with
 
 from __future__ import annotations
 
+import ast
+import configparser
+import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+REPO_DIR = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 EXPECTED = (
     "quickstart",
     "idg",
@@ -110,11 +117,196 @@ def test_colab_ready(name):
     assert 'find_spec("jaxattr")' in install and "pip" in install, (
         "the first code cell installs jaxattr when it is not importable"
     )
-    assert "JAXATTR_REPO" in install and "PLACEHOLDER" in install
+    assert "JAXATTR_SOURCE" in install
+    assert "jax.devices()" in code[1] and "jax.default_backend()" in code[1], (
+        "the second code cell reports the accelerator"
+    )
     assert TINY_ENV in "\n".join(code[1:3]), (
         "the TINY switch comes right after the install"
     )
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+# ------------------------------------------------- the source location: setup.cfg's url
+
+
+def _setup_url() -> str:
+    """The repository's URL, `setup.cfg`'s `[metadata] url`: the one place it is set."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_DIR / "setup.cfg")
+    return cfg["metadata"]["url"].strip()
+
+
+def _colab_url(name: str) -> str:
+    owner_repo = _setup_url().removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{name}.ipynb"
+
+
+COLAB_URL = re.compile(r"https://colab\.research\.google\.com/github/[^\s)\]\"'`<>]+")
+
+
+def test_setup_cfg_names_the_repository():
+    url = _setup_url()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url), url
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_DIR / "setup.cfg")
+    lines = cfg["metadata"]["project_urls"].strip().splitlines()
+    project_urls = {
+        k.strip(): v.strip() for k, v in (line.split("=", 1) for line in lines)
+    }
+    assert set(project_urls) == {"Source", "Documentation", "Issues"}
+    assert project_urls["Source"] == url
+    assert all(u.startswith(url) for u in project_urls.values()), project_urls
+
+
+def _install_cell(name: str) -> str:
+    return next(c.source for c in _from_py(name).cells if c.cell_type == "code")
+
+
+def _run_install_cell(source: str, monkeypatch, *, colab: bool, importable: bool):
+    """Executes an install cell with pip replaced by a recorder: the pip commands run."""
+    calls = []
+    monkeypatch.setattr(subprocess, "check_call", lambda cmd, **kw: calls.append(cmd))
+    if colab:
+        monkeypatch.setitem(
+            sys.modules, "google.colab", types.ModuleType("google.colab")
+        )
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: find_spec(n, *a) if importable or n != "jaxattr" else None,
+    )
+    code = compile(source, "<install cell>", "exec")
+    exec(code, {"__name__": "__main__"})  # noqa: S102 (the notebook's own cell)
+    return calls
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_install_cell_reads_one_variable(name, monkeypatch, tmp_path):
+    source = _install_cell(name)
+    tree = ast.parse(source)
+    assigned = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "JAXATTR_SOURCE" for t in node.targets)
+    ]
+    assert len(assigned) == 1, "JAXATTR_SOURCE is assigned exactly once"
+    value = assigned[0].value
+    assert isinstance(value, ast.Constant) and isinstance(value.value, str)
+    assert value.value == f"git+{_setup_url()}@main", (
+        f"{name}: JAXATTR_SOURCE must be setup.cfg's url, {_setup_url()!r}"
+    )
+    # No other place in the code names a location (comments may show examples).
+    others = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n is not value
+    ]
+    assert not [s for s in others if "github" in s or "git+" in s or ".whl" in s]
+
+    def pip_targets(calls):
+        assert all(c[1:4] == ["-m", "pip", "install"] for c in calls), calls
+        return [c[-1] for c in calls]
+
+    # Offline, where jaxattr is importable (CI, a clone): nothing is installed.
+    assert _run_install_cell(source, monkeypatch, colab=False, importable=True) == []
+    # On Colab, or where jaxattr is missing: jaxattr[viz] from JAXATTR_SOURCE.
+    want = f"jaxattr[viz] @ git+{_setup_url()}@main"
+    for colab, importable in ((True, True), (False, False)):
+        calls = _run_install_cell(
+            source, monkeypatch, colab=colab, importable=importable
+        )
+        assert pip_targets(calls) == [want]
+    # The one variable redirects the install: a fork, a local wheel.
+    assignment = ast.get_source_segment(source, assigned[0])
+    fork = "git+https://github.com/someone/jaxattr@a-branch"
+    wheel = "dist/jaxattr-0.1.0-py3-none-any.whl"
+    monkeypatch.chdir(tmp_path)
+    for new, expected in (
+        (fork, f"jaxattr[viz] @ {fork}"),
+        (wheel, f"jaxattr[viz] @ {(tmp_path / wheel).resolve().as_uri()}"),
+    ):
+        edited = source.replace(assignment, f"JAXATTR_SOURCE = {new!r}")
+        calls = _run_install_cell(edited, monkeypatch, colab=True, importable=True)
+        assert pip_targets(calls) == [expected]
+
+
+def _check_colab_urls(where: str, text: str, names) -> list[str]:
+    """Every Colab link in `text` is built from setup.cfg's url and names a notebook."""
+    urls = COLAB_URL.findall(text)
+    allowed = {_colab_url(n) for n in names}
+    wrong = sorted(set(urls) - allowed)
+    assert not wrong, (
+        f"{where}: Colab links not built from setup.cfg's url ({_setup_url()})"
+        f" or naming another notebook: {wrong}"
+    )
+    return urls
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_colab_badge(name):
+    nb = _from_py(name)
+    assert _colab_url(name) in nb.cells[0].source, (
+        f"{name}: the first cell carries an Open-in-Colab badge to {_colab_url(name)}"
+    )
+    assert "colab-badge.svg" in nb.cells[0].source
+    for where, text in (
+        (f"{name}.py", (NOTEBOOKS_DIR / f"{name}.py").read_text()),
+        (f"{name}.ipynb", (NOTEBOOKS_DIR / f"{name}.ipynb").read_text()),
+    ):
+        _check_colab_urls(where, text, [name])
+
+
+def test_colab_badges_in_the_readmes():
+    text = (NOTEBOOKS_DIR / "README.md").read_text()
+    urls = _check_colab_urls("notebooks/README.md", text, EXPECTED)
+    assert set(urls) == {_colab_url(n) for n in EXPECTED}
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"^\| `(\w+)` \|.*$", text, re.MULTILINE)
+    }
+    for name in EXPECTED:
+        assert _colab_url(name) in rows.get(name, ""), (
+            f"notebooks/README.md: {name}'s row lacks its badge"
+        )
+    _check_colab_urls("README.md", (REPO_DIR / "README.md").read_text(), EXPECTED)
+
+
+PLACEHOLDER = "<" + "org" + ">"
+
+
+def _repository_files() -> list[Path]:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            check=True,
+        ).stdout
+        files = [REPO_DIR / f for f in out.decode().split("\0") if f]
+    except (OSError, subprocess.CalledProcessError):  # no git: every file but caches
+        skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+        files = [
+            p
+            for p in REPO_DIR.rglob("*")
+            if not skip.intersection(p.relative_to(REPO_DIR).parts)
+        ]
+    return [f for f in files if f.is_file()]
+
+
+def test_no_placeholder_in_the_repository():
+    files = _repository_files()
+    assert any(f.name == "setup.cfg" for f in files)
+    hits = [
+        str(f.relative_to(REPO_DIR))
+        for f in files
+        if PLACEHOLDER.encode() in f.read_bytes()
+    ]
+    assert not hits, f"placeholder {PLACEHOLDER} left in: {hits}"
 
 
 # ----------------------------------------------------------------------------- execution
