@@ -39,6 +39,28 @@ def _check_unit_interval(value, caller: str, name: str):
     return value
 
 
+def _lower_quantile(score, q):
+    """`jnp.quantile(score, q, method="lower")` of non-negative `score` (+inf
+    allowed), without sorting: the `k`-th smallest entry, `k = floor(q (n - 1)) + 1`
+    as in `jnp.quantile`, found bit by bit from the most significant one. Non-negative
+    floats order as their bit patterns read as integers, so each of the bits' passes
+    counts the entries below a candidate pattern (one fused pass over the scores);
+    a full sort of 150528 scores took ~25x longer (benchmarks/README.md)."""
+    flat = jnp.abs(score.reshape(-1))  # -0.0 -> 0.0: one bit pattern per value
+    n = flat.shape[0]
+    low = jnp.clip(jnp.floor(jnp.asarray(q, flat.dtype) * (n - 1)), 0, n - 1)
+    k = low.astype(jnp.int32) + 1
+    int_dtype = jnp.dtype(f"int{8 * flat.dtype.itemsize}")
+    bits = jax.lax.bitcast_convert_type(flat, int_dtype)
+    found = jnp.zeros((), int_dtype)
+    for bit in reversed(range(8 * flat.dtype.itemsize - 1)):  # the sign bit is 0
+        candidate = found | (1 << bit)
+        below = (bits < candidate).sum(dtype=jnp.int32)
+        found = jnp.where(below < k, candidate, found)
+    value = jax.lax.bitcast_convert_type(found, flat.dtype)
+    return jnp.where(jnp.isnan(flat).any(), jnp.nan, value)  # as jnp.quantile
+
+
 def _guided_path(f, x, ref, n_steps, fraction, max_dist, max_inner):
     """Guided IG from one baseline `ref`: `(attr, values [T], inner [T], end)`."""
     dtype = x.dtype
@@ -85,7 +107,7 @@ def _guided_path(f, x, ref, n_steps, fraction, max_dist, max_inner):
             # not yet at the band's upper edge move towards it.
             free = xc != x_max
             score = jnp.where(free, abs_g, inf)
-            threshold = jnp.quantile(score, fraction, method="lower")
+            threshold = _lower_quantile(score, fraction)
             chosen = free & (score <= threshold)
             l1_s = jnp.where(chosen, jnp.abs(xc - x_max), zero).sum()
             stuck = l1_s <= 0  # nothing left to move: stop instead of looping

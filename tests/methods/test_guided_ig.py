@@ -230,3 +230,31 @@ def test_errors_name_the_argument():
         gig(lambda z: RELU(z[None])[0], x)
     with pytest.raises(ValueError, match="key is required"):
         gig(f, x, "uniform")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lower_quantile_equals_jnp_quantile(dtype):
+    """The sort-free selection threshold is `jnp.quantile(method="lower")` exactly,
+    with ties, zeros, +inf (features at the band's edge) and NaN."""
+    from jaxattr.methods.guided_ig import _lower_quantile
+
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(dtype == "float64"):
+        for trial in range(40):
+            n = int(rng.integers(1, 500))
+            s = np.abs(rng.normal(size=n))
+            if trial % 2:
+                s = np.round(s, 1)  # ties and zeros
+            if trial % 3 == 0:
+                s[rng.uniform(size=n) < 0.5] = np.inf
+            if trial == 7:
+                s[:] = np.inf
+            if trial == 11:
+                s[n // 2] = np.nan
+            s = jnp.asarray(s, dtype)
+            for q in (1e-3, 0.25, 0.5, 1.0, float(rng.uniform())):
+                q = jnp.asarray(q, dtype)
+                want = jnp.quantile(s, q, method="lower")
+                got = _lower_quantile(s, q)
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
