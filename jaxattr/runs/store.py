@@ -82,8 +82,34 @@ def config_hash(experiment: str, config: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _git_commit() -> str | None:
+    """The commit of the jaxattr checkout in use (``+dirty`` with uncommitted changes to
+    tracked files), or None when jaxattr is not run from a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+
+        def git(*args):
+            return subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True,
+                timeout=10, check=True,
+            ).stdout.strip()  # fmt: skip
+
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
 def versions() -> dict:
-    """Versions of the software and the JAX device that produce results."""
+    """Versions of the software and the JAX device that produce results: package
+    versions, the jaxattr git commit (when run from a checkout), the CPU count and
+    whether the CPU convolution rewrite was on (``JAXATTR_FAST_CONVOLUTIONS``)."""
+    import os
     import flax
     import jax
     import jaxlib
@@ -103,6 +129,9 @@ def versions() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device,
+        "cpus": os.cpu_count(),
+        "fast_convolutions": os.environ.get("JAXATTR_FAST_CONVOLUTIONS", "1") != "0",
+        "git_commit": _git_commit(),
     }
 
 
