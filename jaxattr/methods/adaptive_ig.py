@@ -194,11 +194,12 @@ def adaptive_integrated_gradients(
         r = engine.path_integral(f, path, alphas, eye, batch_size=batch_size)
         return r.integral, r.values, r.slopes
 
-    def describe(a, b, idx, grads, values, slopes):
-        """Intervals `[a, b]` with nodes `idx [q, 3]`: `T2`, `D`, `eta`, `e`."""
-        t2, d = _local(b - a, grads[idx])
+    def describe(a, b, g, slopes, f_a, f_b):
+        """Intervals `[a, b]` from their nodes' `g [q, 3, ...]`, `slopes [q, 3]`
+        and end values: `T2`, `D`, `eta`, `e`."""
+        t2, d = _local(b - a, g)
         w = jnp.asarray([0.25, 0.5, 0.25], dtype)
-        e = (b - a) * (slopes[idx] @ w) - (values[idx[:, 2]] - values[idx[:, 0]])
+        e = (b - a) * (slopes @ w) - (f_b - f_a)
         return t2, d, jnp.maximum(_l1(d, feat), jnp.abs(e)), e
 
     # First pass: m0 intervals, nodes 0..2 m0 in order along the path.
@@ -206,7 +207,7 @@ def adaptive_integrated_gradients(
     g0, v0, s0 = gradients(alphas0)
     idx0 = jnp.asarray(np.arange(m0)[:, None] * 2 + np.arange(3), jnp.int32)
     a0, b0 = alphas0[idx0[:, 0]], alphas0[idx0[:, 2]]
-    t2, d, eta, e = describe(a0, b0, idx0, g0, v0, s0)
+    t2, d, eta, e = describe(a0, b0, g0[idx0], s0[idx0], v0[idx0[:, 0]], v0[idx0[:, 2]])
     pad_n, pad_i = n_nodes - n_first, size - m0
 
     def grow(v, pad, fill=0):
@@ -250,28 +251,30 @@ def adaptive_integrated_gradients(
         h = b - a
         new_alphas = jnp.stack([a + h / 4, a + 3 * h / 4], 1).reshape(-1)  # [2 s]
         g, v, sl = gradients(new_alphas)
+        # The children's nodes, gathered before the buffers are updated (in place).
+        gp, sp, vp = st["grads"][pidx], st["slopes"][pidx], st["values"][pidx]
+        gn, sn = g.reshape(s, 2, *g.shape[1:]), sl.reshape(s, 2)
+
+        def children(p, n):  # (a, a + h/4, m) and (m, a + 3h/4, b)
+            left = jnp.stack([p[:, 0], n[:, 0], p[:, 1]], 1)
+            return jnp.concatenate([left, jnp.stack([p[:, 1], n[:, 1], p[:, 2]], 1)])
+
         first_new = n_first + 2 * s * st["round"]
         new_idx = (first_new + jnp.arange(2 * s)).reshape(s, 2).astype(jnp.int32)
+        mid = 0.5 * (a + b)
+        ca, cb = jnp.concatenate([a, mid]), jnp.concatenate([mid, b])
+        f_a = jnp.concatenate([vp[:, 0], vp[:, 1]])
+        f_b = jnp.concatenate([vp[:, 1], vp[:, 2]])
+        t2, d, eta, e = describe(ca, cb, children(gp, gn), children(sp, sn), f_a, f_b)
+        pt2, pd = _local(h, gp)
+        new = dict(st)
         put = lambda buf, val: jax.lax.dynamic_update_slice_in_dim(
             buf, val, first_new, axis=0
         )
-        new = dict(st)
         for name, val in (("grads", g), ("values", v), ("slopes", sl)):
             new[name] = put(st[name], val)
         new["alphas"] = put(st["alphas"], new_alphas)
-        # Children: (a, a + h/4, m) and (m, a + 3h/4, b).
-        mid = 0.5 * (a + b)
-        ca, cb = jnp.concatenate([a, mid]), jnp.concatenate([mid, b])
-        cidx = jnp.concatenate(
-            [
-                jnp.stack([pidx[:, 0], new_idx[:, 0], pidx[:, 1]], 1),
-                jnp.stack([pidx[:, 1], new_idx[:, 1], pidx[:, 2]], 1),
-            ]
-        )
-        t2, d, eta, e = describe(
-            ca, cb, cidx, new["grads"], new["values"], new["slopes"]
-        )
-        pt2, pd = _local(h, st["grads"][pidx])
+        cidx = children(pidx, new_idx)
         new["map"] = st["map"] + (t2.sum(0) - pt2.sum(0))
         new["diff"] = st["diff"] + (d.sum(0) - pd.sum(0))
         new["square"] = st["square"] + ((d * d).sum(0) - (pd * pd).sum(0))
