@@ -8,7 +8,7 @@ ResNets (no table of numbers could be read).
 from jaxattr.runs.report import beats
 
 #: Experiment name -> the method of the paired table (`paired.md`).
-REFERENCE = {"idg": "ig"}
+REFERENCE = {"idg": "ig", "idg_sweep": "idg"}
 
 CLAIMS = beats(
     "IDG beats IG, left-IG, Guided IG and AGI on insertion and deletion",
