@@ -49,6 +49,7 @@ def attribute(
         raise ValueError(
             f"{caller}: inputs must have a leading batch axis; got a scalar."
         )
+    n_outputs = _checks.check_batched_model(model_fn, inputs, caller)
     n = inputs.shape[0]
     if callable(target):
         outputs = model_fn(inputs)
@@ -62,7 +63,7 @@ def attribute(
                 f" shape {tuple(jnp.shape(target))}. E.g. lambda z: jnp.argmax(z, -1)."
             )
     if target is not None:
-        target = check_target(target, inputs, model_fn, caller)
+        target = check_target(target, inputs, model_fn, caller, n_outputs=n_outputs)
     per_example_baseline = hasattr(baselines, "shape") and tuple(
         baselines.shape
     ) == tuple(inputs.shape)
@@ -85,9 +86,12 @@ def attribute(
     )
 
 
-def check_target(target, inputs, model_fn, caller: str) -> jax.Array:
+def check_target(
+    target, inputs, model_fn, caller: str, *, n_outputs: int | None = None
+) -> jax.Array:
     """`target` (an int, or ints `[N]`) as an integer array `[N]`; its values are
-    checked against the model's number of outputs when they are concrete."""
+    checked against the model's number of outputs (`n_outputs`, else found with
+    `jax.eval_shape`) when they are concrete."""
     n = inputs.shape[0]
     target = jnp.asarray(target)
     if target.ndim == 0:
@@ -100,8 +104,9 @@ def check_target(target, inputs, model_fn, caller: str) -> jax.Array:
     if not jnp.issubdtype(target.dtype, jnp.integer):
         raise TypeError(f"{caller}: target must be integer; got {target.dtype}.")
     if not _checks.is_traced(target):
-        one = jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype)
-        k = jax.eval_shape(model_fn, one).shape[-1]
+        k = n_outputs
+        if k is None:
+            k = _checks.check_batched_model(model_fn, inputs, caller)
         t = np.asarray(target)
         if t.min() < 0 or t.max() >= k:
             raise ValueError(

@@ -12,10 +12,15 @@ same resize + centre-crop code), with integer labels.  Nothing is normalised her
   ImageNet-1k indices by default (``imagenet_labels=True``), so ImageNet models can be used
   directly; ``imagenet_labels=False`` keeps the 0..9 labels.
 * ``cifar10``: 32 x 32 images, no resize/crop by default; labels 0..9 (:data:`CIFAR10_CLASSES`).
+
+``data_dir``: where the prepared datasets are (tfds' ``data_dir``).  When it is not given,
+the environment variable ``TFDS_DATA_DIR`` is used (read at each call, so setting it after
+TensorFlow is imported works too), else tfds' default ``~/tensorflow_datasets``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -133,8 +138,15 @@ def example_to_arrays(
     return arr, label
 
 
+def _data_dir(data_dir):
+    """``data_dir``, else ``$TFDS_DATA_DIR`` (tfds reads it only once, on import)."""
+    if data_dir is None:
+        data_dir = os.environ.get("TFDS_DATA_DIR") or None
+    return None if data_dir is None else os.fspath(data_dir)
+
+
 def _builder(tfds, name, data_dir, manual_dir, download):
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = tfds.builder(name, data_dir=_data_dir(data_dir))
     if manual_dir is not None or download:
         cfg = None
         if manual_dir is not None:
@@ -155,7 +167,8 @@ def tfds_class_names(
     if name.startswith("cifar10"):
         return list(CIFAR10_CLASSES)
     tfds = _import_tfds()
-    names = list(tfds.builder(name, data_dir=data_dir).info.features["label"].names)
+    builder = tfds.builder(name, data_dir=_data_dir(data_dir))
+    names = list(builder.info.features["label"].names)
     if name.startswith("imagenette") and imagenet_labels:
         out = [""] * 1000
         for wnid in names:
@@ -185,8 +198,9 @@ def tfds_dataset(
     ``(images [B, size, size, 3], labels int64 [B])`` (the last batch may be smaller).
     ``size``/``resize`` default per dataset (:data:`SUPPORTED_DATASETS`; ``None`` skips).
     ``download=True`` lets tfds download/prepare the data; ``manual_dir`` builds
-    ``imagenet2012`` from the local ILSVRC tar files.  A dataset that is not prepared in
-    ``data_dir`` raises ``FileNotFoundError`` saying how to get it.
+    ``imagenet2012`` from the local ILSVRC tar files.  ``data_dir``: where the prepared
+    data is (default: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``).  A dataset that
+    is not prepared in ``data_dir`` raises ``FileNotFoundError`` saying how to get it.
     """
     defaults = dataset_defaults(name)
     split = defaults.split if split is None else split
@@ -204,7 +218,8 @@ def tfds_dataset(
             how = (
                 "pass manual_dir=<folder with the ILSVRC2012 tar files>"
                 if name.startswith("imagenet2012")
-                else "pass download=True (needs internet) or the data_dir where it was prepared"
+                else "pass download=True (needs internet), or the data_dir where it was"
+                " prepared (data_dir= or the environment variable TFDS_DATA_DIR)"
             )
             raise FileNotFoundError(
                 f"dataset {name!r} is not prepared in data_dir={str(builder.data_dir)!r}; {how}"

@@ -210,9 +210,15 @@ def _to_pil_or_float(image):
         )
     arr = arr.astype(np.float32)
     if arr.size and (np.nanmin(arr) < -1e-6 or np.nanmax(arr) > 1 + 1e-6):
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        hint = (
+            "; these look like 0-255 pixels: divide by 255, or pass them as uint8"
+            if hi > 2 and lo >= -1e-6
+            else ""
+        )
         raise ValueError(
-            f"image: float pixels must lie in [0, 1], got range "
-            f"[{float(np.nanmin(arr)):.4g}, {float(np.nanmax(arr)):.4g}]"
+            f"image: float pixels must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+            f"{hint}"
         )
     return "float", arr
 

@@ -182,3 +182,64 @@ def test_unprepared_dataset_says_how_to_get_it(tfds, tmp_path):
         D.tfds_dataset("cifar10", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"imagenet2012.*manual_dir="):
         D.tfds_dataset("imagenet2012", data_dir=tmp_path)
+
+
+def _spy_builder(tfds, monkeypatch) -> list:
+    """Records the data_dir of every `tfds.builder` call."""
+    seen, real = [], tfds.builder
+
+    def builder(name, *args, data_dir=None, **kwargs):
+        seen.append(data_dir)
+        return real(name, *args, data_dir=data_dir, **kwargs)
+
+    monkeypatch.setattr(tfds, "builder", builder)
+    return seen
+
+
+def test_data_dir_argument_and_environment_variable(tfds, tmp_path, monkeypatch):
+    """`data_dir=` reaches tfds; without it `$TFDS_DATA_DIR` does, even when set
+    after tensorflow-datasets was imported (tfds itself reads it once, on import)."""
+    seen = _spy_builder(tfds, monkeypatch)
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    with tfds.testing.mock_data(num_examples=2):
+        assert len(list(D.tfds_dataset("cifar10", data_dir=tmp_path / "a"))) == 2
+        list(D.tfds_dataset("cifar10"))
+        monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))
+        list(D.tfds_dataset("cifar10"))
+        D.tfds_class_names("imagenette")
+        list(D.tfds_dataset("cifar10", data_dir=tmp_path / "b"))
+    assert seen == [
+        str(tmp_path / "a"),
+        None,
+        str(tmp_path / "env"),
+        str(tmp_path / "env"),
+        str(tmp_path / "b"),
+    ]
+    with pytest.raises(FileNotFoundError, match=r"TFDS_DATA_DIR"):
+        D.tfds_dataset("cifar10")
+
+
+def test_runs_tfds_spec(tfds, tmp_path, monkeypatch):
+    """`jaxattr.runs.data.examples("tfds:NAME[:SPLIT]", ..., data_dir=)`."""
+    from jaxattr.runs.data import examples
+
+    seen = _spy_builder(tfds, monkeypatch)
+    with tfds.testing.mock_data(num_examples=4):
+        cifar = list(examples("tfds:cifar10", size=32, resize=None, limit=3))
+        nette = examples(
+            "tfds:imagenette:train", size=64, resize=72, limit=2, data_dir=tmp_path
+        )
+        assert nette.__length_hint__() == 2
+        nette = list(nette)
+        with pytest.raises(ValueError, match=r"expected 'tfds:NAME\[:SPLIT\]'"):
+            examples("tfds:", size=32, resize=None)
+    assert [e.id for e in cifar] == [
+        "cifar10:test/0",
+        "cifar10:test/1",
+        "cifar10:test/2",
+    ]
+    assert all(e.image.shape == (32, 32, 3) and 0 <= e.label < 10 for e in cifar)
+    assert [e.id for e in nette] == ["imagenette:train/0", "imagenette:train/1"]
+    assert all(e.image.shape == (64, 64, 3) for e in nette)
+    assert all(e.label in D.IMAGENETTE_TO_IMAGENET.values() for e in nette)
+    assert seen == [None, str(tmp_path)]

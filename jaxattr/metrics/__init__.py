@@ -40,6 +40,25 @@ from jaxattr.metrics.robustness import (
     subset_masks,
 )
 
+from jaxattr import _checks as _checks
+
+# An unexpected keyword argument (e.g. Captum's `max_examples_per_batch=`) raises a
+# TypeError naming ours.
+for _name in (
+    "aupc",
+    "autvc",
+    "completeness",
+    "deletion",
+    "infidelity",
+    "insertion",
+    "lerf",
+    "morf",
+    "perturbation_curve",
+    "sensitivity_n",
+):
+    globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
+del _name
+
 __all__ = [
     "REDUCTIONS",
     "Completeness",

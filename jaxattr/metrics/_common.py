@@ -151,7 +151,30 @@ def score_fn(model_fn, output: str, caller: str) -> Callable[[Array], Array]:
         )
     _checks.check_choice(output, tuple(targets.OUTPUTS), caller, "output")
     transform = targets.OUTPUTS[output]
-    return lambda imgs: transform(model_fn(imgs))
+
+    def scores(imgs):
+        what = (
+            f"{caller} takes the model itself, batched: model_fn [N, H, W, C] -> [N, K]"
+            " (e.g. model.fn), with the class as target=; not a scalar function of"
+            " one example such as jaxattr.scalar_output(...)."
+        )
+        try:
+            out = model_fn(imgs)
+        except Exception as err:
+            err.add_note(
+                f"{caller}: model_fn failed on a batch of shape {tuple(imgs.shape)}."
+                f" {what}"
+            )
+            raise
+        shape = tuple(getattr(out, "shape", ()))
+        if len(shape) != 2 or shape[0] != imgs.shape[0]:
+            raise ValueError(
+                f"{caller}: model_fn must map images [N, H, W, C] to scores [N, K];"
+                f" given {tuple(imgs.shape)} it returned shape {shape}. {what}"
+            )
+        return transform(out)
+
+    return scores
 
 
 def resolve_target(outputs_x: Array, target, caller: str) -> Array:

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxattr import _checks
 from jaxattr.models import (
     checkpoint,
     convert,
@@ -214,7 +215,9 @@ class Model(NamedTuple):
     """A loaded classifier.
 
     ``fn(x)``: pixels ``[N, H, W, 3]`` in [0, 1] -> logits ``[N, num_classes]``
-    (normalisation inside). ``fn`` is a :class:`jax.tree_util.Partial` of ``apply`` and
+    (normalisation inside; concrete pixels that look like 0-255 or normalised ones warn,
+    traced ones, under ``jit``, cannot be checked). ``fn`` is a
+    :class:`jax.tree_util.Partial` of ``apply`` and
     ``variables``, so it is a pytree: passed as an argument to a jitted function its
     weights are traced, not baked in. ``apply(variables, x)`` is the same with explicit
     variables. Prefer ``jax.jit(model.apply)(model.variables, x)`` to
@@ -339,10 +342,12 @@ def load(
 
     def apply(variables: Any, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
+            one = " (one image: x[None])" if x.ndim == 3 and x.shape[-1] == 3 else ""
             raise ValueError(
                 f"{name}: x must be a batch of pixels [N, H, W, 3] in [0, 1], got "
-                f"shape {x.shape}"
+                f"shape {x.shape}{one}"
             )
+        _checks.check_pixels(x, name)  # 0-255 or normalised pixels: a warning
         return module.apply(variables, normalise(x))
 
     classes = imagenet_class_names() if spec.dataset == "imagenet" else CIFAR10_CLASSES

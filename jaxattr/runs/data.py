@@ -4,7 +4,9 @@ Specs:
   ``default``             the offline demo photos (``jaxattr.images.default_images``), ImageNet labels.
   ``folder:PATH``         any folder of images; labels from ``labels.tsv``, file names or class
                           subfolders (``jaxattr.images.iter_folder``).
-  ``tfds:NAME[:SPLIT]``   a tensorflow-datasets dataset (``jaxattr.data.tfds_dataset``).
+  ``tfds:NAME[:SPLIT]``   a tensorflow-datasets dataset (``jaxattr.data.tfds_dataset``), read from
+                          ``examples(..., data_dir=)``, else ``$TFDS_DATA_DIR``, else
+                          ``~/tensorflow_datasets`` (the location is not part of the spec).
   ``imagenet-sample``     ``<shared>/assets/imagenet-sample-images`` with its ``labels.tsv``.
   ``cifar10-test``        ``<shared>/assets/cifar10-test-jpeg/cifar10_test_jpeg.zip``, read in place,
                           classes interleaved (``airplane/0000, automobile/0000, ...``).
@@ -146,14 +148,16 @@ def _default(size, resize, limit, seed) -> _Examples:
     return _Examples((Example(p.name, p.image, p.label) for p in photos), len(photos))
 
 
-def _tfds(spec: str, rest: str, size, resize, limit, seed) -> _Examples:
+def _tfds(spec: str, rest: str, size, resize, limit, seed, data_dir) -> _Examples:
     from jaxattr import data as _data
 
     name, _, split = rest.partition(":")
     if not name:
         raise ValueError(f"spec: expected 'tfds:NAME[:SPLIT]', got {spec!r}")
     split = split or _data.dataset_defaults(name).split
-    it = _data.tfds_dataset(name, split, size=size, resize=resize, take=limit)
+    it = _data.tfds_dataset(
+        name, split, size=size, resize=resize, take=limit, data_dir=data_dir
+    )
 
     def gen():
         for i, (img, lab) in enumerate(it):
@@ -163,14 +167,21 @@ def _tfds(spec: str, rest: str, size, resize, limit, seed) -> _Examples:
 
 
 def examples(
-    spec: str, *, size: int, resize: int | None, limit: int | None = None, seed: int = 0
+    spec: str,
+    *,
+    size: int,
+    resize: int | None,
+    limit: int | None = None,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
 ) -> Iterator[Example]:
     """Yield :class:`Example` for a data spec (see the module docstring).
 
     ``size``: centre-crop side; ``resize``: short side before the crop (``None``: no resize).
     ``limit``: the first ``limit`` examples of a deterministic order; ``seed`` picks a fixed
     permutation of that order, ``0`` keeps it (``tfds:`` always keeps the dataset order). The returned iterator
-    has a ``__length_hint__`` when the count is known.
+    has a ``__length_hint__`` when the count is known. ``data_dir``: tensorflow-datasets'
+    folder for ``tfds:`` specs (default ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``).
     """
     if not isinstance(spec, str):
         raise TypeError(f"spec: expected a string, got {type(spec).__name__}")
@@ -188,5 +199,5 @@ def examples(
     if sep and kind == "folder" and rest:
         return _folder(Path(rest).expanduser(), spec, size, resize, limit, seed)
     if sep and kind == "tfds":
-        return _tfds(spec, rest, size, resize, limit, seed)
+        return _tfds(spec, rest, size, resize, limit, seed, data_dir)
     raise ValueError(f"spec: expected one of {list(SPECS)}, got {spec!r}")
