@@ -3,7 +3,7 @@
     python benchmarks/throughput.py idg [--config default] [--data imagenet-sample]
         [--limit 3] [--db PATH]      # run LIMIT images into a fresh database, then report
     python benchmarks/throughput.py idg --from-db out/experiments/idg.sqlite
-                                     # report an existing run (e.g. the long reproduction)
+                                     # report every run stored in a database
 
 A run writes, per (image, method), the explanation's seconds and each metric's seconds
 (`jaxattr.runs.run`). The first call of each method and metric in a process includes
@@ -84,55 +84,29 @@ def data_seconds(spec: str, size: int, resize: int | None, limit: int) -> float:
     return (time.perf_counter() - t) / max(n, 1)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("paper")
-    p.add_argument("--config", default="default")
-    p.add_argument("--data", default="imagenet-sample")
-    p.add_argument("--limit", type=int, default=3)
-    p.add_argument("--db", type=Path, default=None, help="database of the run")
-    p.add_argument("--from-db", type=Path, default=None, help="report this run only")
-    args = p.parse_args()
-
+def report(db: Path, paper: str, wall: float | None = None) -> None:
+    """Print one JSON object per run (config hash) stored in `db`."""
     import jax
 
-    import experiments
-    from experiments.__main__ import resolve_config, run_paper
-    from jaxattr.runs import Experiment, store
+    from jaxattr.runs import store
 
-    config, _ = resolve_config(args.paper, args.config, data=args.data)
-    db = args.from_db
-    wall = None
-    if db is None:
-        db = args.db or Path(tempfile.mkdtemp()) / f"{args.paper}.sqlite"
-        t = time.perf_counter()
-        run_paper(args.paper, args.config, data=args.data, limit=args.limit, db=db,
-                  report_dir=db.parent / "report", progress=False)  # fmt: skip
-        wall = time.perf_counter() - t
-    built = experiments.load(args.paper).build(config)
-    exps = [built] if isinstance(built, Experiment) else list(built)
-    for exp in exps:
-        chash = store.config_hash(exp.name, {**config, "seed": 0})
-        rows = store.read_rows(db, chash)
-        conn = store._open_ro(db)
-        n_skipped = conn.execute(
-            "SELECT COUNT(*) FROM skipped WHERE config_hash = ?", (chash,)
-        ).fetchone()[0]
-        conn.close()
+    for run in store.list_runs(db):
+        rows = store.read_rows(db, run["config_hash"])
         if not rows:
             continue
+        config = run["config"]
         out = {
-            "paper": args.paper,
-            "experiment": exp.name,
-            "config": args.config,
-            "config_hash": chash,
+            "paper": paper,
+            "experiment": run["experiment"],
+            "config_hash": run["config_hash"],
+            "methods": list(dict.fromkeys(r["method"] for r in rows)),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "cpus_visible": os.cpu_count(),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
+            "load_average_now": [round(v, 2) for v in os.getloadavg()],
+            "versions": run["versions"],
             "jax": jax.__version__,
-            "backend": jax.default_backend(),
-            "skipped_images": n_skipped,
+            "skipped_images": run["skipped"],
             "data_s_per_image": round(
                 data_seconds(config["data"], config["size"], config["resize"], 3), 3
             ),
@@ -141,6 +115,30 @@ def main() -> None:
         if wall is not None:
             out["run_wall_s"] = round(wall, 1)
         print(json.dumps(out, indent=1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("paper")
+    p.add_argument("--config", default="default")
+    p.add_argument("--data", default="imagenet-sample")
+    p.add_argument("--limit", type=int, default=3)
+    p.add_argument("--db", type=Path, default=None, help="database of the run")
+    p.add_argument(
+        "--from-db", type=Path, default=None, help="report every run in this database"
+    )
+    args = p.parse_args()
+    if args.from_db is not None:
+        report(args.from_db, args.paper)
+        return
+
+    from experiments.__main__ import run_paper
+
+    db = args.db or Path(tempfile.mkdtemp()) / f"{args.paper}.sqlite"
+    t = time.perf_counter()
+    run_paper(args.paper, args.config, data=args.data, limit=args.limit, db=db,
+              report_dir=db.parent / "report", progress=False)  # fmt: skip
+    report(db, args.paper, wall=time.perf_counter() - t)
 
 
 if __name__ == "__main__":
