@@ -167,7 +167,7 @@ def test_random_relu_networks_within_tolerance_against_exact_ig(widths, rtol):
     slack = 1e-9 * np.abs(exact).sum(1)  # float64 rounding of exact zeros
     # The bound holds whenever each interval has at most one kink per feature,
     # which these functions reach; the estimate lets local errors cancel and
-    # fell short on 3-8 of 200 seeds during development, by at most 1.75x.
+    # fell short on 2-7 of 200 one-layer seeds during development, by at most 1.75x.
     assert np.all(bound + slack >= true)
     assert np.all(2 * est + slack >= true)
     assert np.mean(est + slack >= true) >= 0.9
