@@ -298,3 +298,39 @@ def test_explicit_route_on_a_model_port_matches_the_shortcut():
     f_x = float(short.aux["f_x"])
     assert abs(float(full.delta)) < 1e-4 * max(1.0, abs(f_x))
     assert abs(float(bias)) > 1e-2 * abs(f_x)  # the bias terms matter here
+
+
+def test_masks_equal_the_sort_based_counts():
+    """`dga_masks` (order statistics without sorting) equals the counting rule
+    `count_j * N <= n * d` / `count_j <= q * d` with counts from a sort, on ties,
+    signed zeros and infinities, for every step and several q."""
+    from jaxattr.methods.dga import _counts_le, dga_masks
+
+    def by_counts(phi, n, n_total, q):
+        d = phi.shape[0]
+        wc = jnp.where(_counts_le(jnp.abs(phi)) * n_total <= n * d, 0.0, 1.0)
+        epc = jnp.where(_counts_le(phi) <= q * d, 1.0, 0.0)
+        return wc.astype(phi.dtype), epc.astype(phi.dtype)
+
+    rng = np.random.default_rng(0)
+    qs = jnp.asarray([0.0, 1e-4, 0.5, 0.9, 1.0], jnp.float32)
+    for n_total in (1, 3, 10):
+        n = jnp.repeat(jnp.arange(n_total + 1), len(qs))
+        q = jnp.tile(qs, n_total + 1)
+        masks = jax.jit(
+            jax.vmap(lambda p, n, q: dga_masks(p, n, n_total, q)[1:], (None, 0, 0))
+        )
+        reference = jax.jit(
+            jax.vmap(lambda p, n, q: by_counts(p, n, n_total, q), (None, 0, 0))
+        )
+        for trial in range(8):
+            phi = rng.normal(size=101).astype(np.float32)
+            if trial % 2:
+                phi = np.round(phi, 1)  # ties, and -0.0 next to 0.0
+            if trial % 4 == 3:
+                phi[rng.uniform(size=phi.size) < 0.2] = -0.0
+                phi[rng.uniform(size=phi.size) < 0.1] = np.inf
+                phi[rng.uniform(size=phi.size) < 0.1] = -np.inf
+            phi = jnp.asarray(phi)
+            for got, want in zip(masks(phi, n, q), reference(phi, n, q), strict=True):
+                np.testing.assert_array_equal(got, want)
