@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jaxattr import _checks
 from jaxattr.base import Attribution
+from jaxattr.fast_convolutions import fast_convolutions
 
 
 def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:  # noqa: A002
@@ -23,7 +24,7 @@ def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:  # noqa: A002
     """
     x = _checks.check_input(x, "saliency")
     _checks.check_scalar_fn(f, x, "saliency")
-    value, grad = jax.value_and_grad(f)(x)
+    value, grad = fast_convolutions(jax.value_and_grad(f))(x)
     a = jnp.abs(grad) if abs else grad
     return Attribution(a, jnp.full((), jnp.nan, value.dtype), {"value": value})
 
@@ -41,5 +42,5 @@ def input_x_gradient(f, x, *, key=None) -> Attribution:
     """
     x = _checks.check_input(x, "input_x_gradient")
     _checks.check_scalar_fn(f, x, "input_x_gradient")
-    value, grad = jax.value_and_grad(f)(x)
+    value, grad = fast_convolutions(jax.value_and_grad(f))(x)
     return Attribution(x * grad, jnp.full((), jnp.nan, value.dtype), {"value": value})

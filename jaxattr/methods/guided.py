@@ -47,6 +47,7 @@ import numpy as np
 
 from jaxattr import _checks
 from jaxattr.base import Attribution
+from jaxattr.fast_convolutions import fast_convolutions
 from jaxattr.methods.integrated_gradients import integrated_gradients
 
 MAX_POOL_RULES = ("positive", "sign_mask", "none")
@@ -444,7 +445,8 @@ def guided_backprop(
     x = _checks.check_input(x, caller)
     _check_options(max_pool, caller)
     _checks.check_scalar_fn(f, x, caller)
-    value, grad = jax.value_and_grad(guided(f, max_pool=max_pool, relu6=relu6))(x)
+    guided_f = guided(f, max_pool=max_pool, relu6=relu6)
+    value, grad = fast_convolutions(jax.value_and_grad(guided_f))(x)
     delta = jnp.full((), jnp.nan, x.dtype)
     return Attribution(grad.astype(x.dtype), delta, {"value": value})
 
