@@ -34,11 +34,4 @@ CLAIMS = [
         _OTHERS,
         ["morf", "insertion"],
     ),
-] + beats(
-    "DGA beats gradient x input, Guided Backprop, IG, FullGrad and Guided IG on MoRF and "
-    "insertion (Table 1's LeRF column read as insertion)",
-    "dga",
-    "dga",
-    ["grad_x_input", "guided_backprop", "ig", "fullgrad", "guided_ig"],
-    ["morf", "insertion"],
-)
+]
