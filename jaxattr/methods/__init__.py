@@ -22,30 +22,6 @@ from jaxattr.methods.split_ig import split_integrated_gradients
 
 from jaxattr import _checks as _checks
 
-# An unexpected keyword argument (e.g. Captum's `internal_batch_size=`) raises a
-# TypeError naming ours; `jaxattr.methods.X` and `jaxattr.X` are the wrapped ones.
-for _name in (
-    "adaptive_integrated_gradients",
-    "adaptive_noising",
-    "adversarial_gradient_integration",
-    "blur_integrated_gradients",
-    "distilled_gradient_aggregation",
-    "expected_gradients",
-    "full_gradients",
-    "gnl_integrated_gradients",
-    "guided_backprop",
-    "guided_integrated_gradients",
-    "input_x_gradient",
-    "integrated_decision_gradients",
-    "integrated_gradients",
-    "noise_tunnel",
-    "saliency",
-    "smooth_taylor",
-    "split_integrated_gradients",
-):
-    globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
-del _name
-
 __all__ = [
     "NT_TYPES",
     "adaptive_integrated_gradients",
@@ -68,3 +44,9 @@ __all__ = [
     "smooth_taylor",
     "split_integrated_gradients",
 ]
+
+# An unexpected keyword argument (e.g. Captum's `internal_batch_size=`) raises a
+# TypeError naming ours; `jaxattr.methods.X` and `jaxattr.X` are the wrapped ones.
+for _name in set(__all__) - {"NT_TYPES", "count_guided", "guided"}:
+    globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
+del _name
