@@ -13,6 +13,9 @@ are scored as batched forward passes in chunks of `batch_size`
 * `completeness`, `complexity`, `sparseness`.
 """
 
+import inspect as _inspect
+
+from jaxattr import _checks as _checks
 from jaxattr.metrics._common import REDUCTIONS, rise_blur, rise_kernel
 from jaxattr.metrics.axiomatic import (
     Completeness,
@@ -39,25 +42,6 @@ from jaxattr.metrics.robustness import (
     sensitivity_n,
     subset_masks,
 )
-
-from jaxattr import _checks as _checks
-
-# An unexpected keyword argument (e.g. Captum's `max_examples_per_batch=`) raises a
-# TypeError naming ours.
-for _name in (
-    "aupc",
-    "autvc",
-    "completeness",
-    "deletion",
-    "infidelity",
-    "insertion",
-    "lerf",
-    "morf",
-    "perturbation_curve",
-    "sensitivity_n",
-):
-    globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
-del _name
 
 __all__ = [
     "REDUCTIONS",
@@ -86,3 +70,10 @@ __all__ = [
     "sparseness",
     "subset_masks",
 ]
+
+# An unexpected keyword argument (e.g. Captum's `max_examples_per_batch=`) raises a
+# TypeError naming ours; every public function is wrapped (a no-op unless a call fails).
+for _name in __all__:
+    if _inspect.isfunction(globals()[_name]):
+        globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
+del _name
