@@ -26,21 +26,27 @@ benchmarks/README.md:
   "Fast Algorithms for Convolutional Neural Networks", 2016). Relative error
   about 1e-6 in float32. Measured: ResNet-50 IG 10 % faster, VGG-16 20 %.
 
-`fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites, inlining
-`jit` calls and descending into every `while`, `scan`, `cond`, `checkpoint`,
-`custom_jvp` and `custom_vjp` body that holds a convolution: those are rebuilt
-(`lax.while_loop`, `lax.scan`, `lax.switch`, `jax.checkpoint`, `jax.custom_jvp`,
-`jax.custom_vjp`) around the rewritten bodies, keeping the custom derivative rules
-(a checkpoint's recomputation in a backward pass is inlined behind the optimization
-barrier that its lowering adds), so wrapping a method whose model runs in its own loops (Guided IG, AGI, DGA) covers
+`fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites
+(`jaxattr._interpret`), inlining `jit` calls and descending into every `while`,
+`scan`, `cond`, `checkpoint`, `custom_jvp` and `custom_vjp` body that holds a
+convolution: those are rebuilt (`lax.while_loop`, `lax.scan`, `lax.switch`,
+`jax.checkpoint`, `jax.custom_jvp`, `jax.custom_vjp`) around the rewritten bodies,
+keeping the custom derivative rules (a checkpoint's recomputation in a backward
+pass is inlined behind the optimization barrier that its lowering adds), so
+wrapping a method whose model runs in its own loops (Guided IG, AGI, DGA) covers
 those loops. It is idempotent: applied twice (an `engine.chunked_sum` inside a
-wrapped method) it gives the program of one application. Results
-equal `fn`'s up to float rounding (the products are summed in another order; in a
+wrapped method) it gives the program of one application. Results equal `fn`'s up
+to float rounding (the products are summed in another order; in a
 piecewise-linear network a pre-activation within rounding of a kink may then take
-the other side of it, as between batch sizes or devices). It applies on the CPU
-backend only (GPU and TPU compilers pick convolution algorithms and layouts
-themselves), and not at all when the environment variable
-`JAXATTR_FAST_CONVOLUTIONS=0` is set when a function is traced.
+the other side of it, as between batch sizes or devices).
+
+It applies on the CPU backend only (GPU and TPU compilers pick convolution
+algorithms and layouts themselves). Whether it applies is decided when a function
+is traced, by the first that is set of: `fast_convolutions(fn, enabled=...)`; the
+context `use_fast_convolutions(enabled)` (which every method's gradients follow,
+part of `jax.jit`'s cache key); the environment variable
+`JAXATTR_FAST_CONVOLUTIONS` (`0`: off); on by default.
+`fast_convolutions_enabled()` says which holds now (`jaxattr.runs` records it).
 """
 
 from __future__ import annotations
@@ -50,13 +56,15 @@ import os
 from collections.abc import Callable
 
 import jax
-import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxattr import _interpret
+
+#: The environment variable that switches the rewrite off (`0`) where neither
+#: `enabled` nor `use_fast_convolutions` says otherwise.
 ENV_SWITCH = "JAXATTR_FAST_CONVOLUTIONS"
-_INLINED = ("jit", "pjit", "closed_call", "core_call")
 
 
 def _channels_last(spec) -> bool:
@@ -260,219 +268,94 @@ def _rewrite_conv(eqn, lhs, rhs):
     return eqn.primitive.bind(lhs, rhs, **dict(params, dimension_numbers=canonical))
 
 
-def _sub_jaxprs(params):
-    """The jaxprs among an equation's parameters (loop bodies, branches, ...)."""
-    for value in params.values():
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            if isinstance(v, jcore.ClosedJaxpr):
-                yield v.jaxpr
-            elif isinstance(v, jcore.Jaxpr):
-                yield v
-
-
 def _has_conv(jaxpr) -> bool:
     """Whether `jaxpr` or a jaxpr nested in it holds a convolution."""
     return any(
         eqn.primitive is lax.conv_general_dilated_p
-        or any(_has_conv(sub) for sub in _sub_jaxprs(eqn.params))
+        or any(map(_has_conv, _interpret.jaxprs_in(eqn)))
         for eqn in jaxpr.eqns
     )
 
 
-def _eval_closed(closed, args) -> list:
-    return _eval(closed.jaxpr, closed.consts, list(args))
+class _Rewrite(_interpret.Override):
+    """Convolutions rewritten; calls inlined; bodies (loops, branches, checkpoints,
+    custom derivatives) rebuilt only when they hold a convolution."""
 
+    def apply(self, eqn, invals):
+        if eqn.primitive is lax.conv_general_dilated_p:
+            out = _rewrite_conv(eqn, *invals)
+            return None if out is None else [out]
+        return None
 
-def _while(params, invals):
-    nc, nb = params["cond_nconsts"], params["body_nconsts"]
-    cond_consts, body_consts, init = (
-        invals[:nc],
-        invals[nc : nc + nb],
-        invals[nc + nb :],
-    )
-    # A vmapped loop whose predicate is batched has a per-lane predicate: as the
-    # lowering of `while` does, it runs while any lane does, and a lane whose
-    # predicate is false keeps its carry.
-    batched = bool(params["cond_jaxpr"].out_avals[0].shape)
-
-    def pred_of(carry):
-        return _eval_closed(params["cond_jaxpr"], [*cond_consts, *carry])[0]
-
-    def cond_fun(carry):
-        pred = pred_of(carry)
-        return jnp.any(pred) if batched else pred
-
-    def body_fun(carry):
-        new = _eval_closed(params["body_jaxpr"], [*body_consts, *carry])
-        if not batched:
-            return new
-        pred = pred_of(carry)
-
-        def keep(old, nxt):
-            mask = lax.broadcast_in_dim(pred, jnp.shape(old), tuple(range(pred.ndim)))
-            return lax.select(mask, nxt, old)
-
-        return [keep(o, n) for o, n in zip(carry, new, strict=True)]
-
-    return list(lax.while_loop(cond_fun, body_fun, list(init)))
-
-
-def _scan(params, invals):
-    nc, ncarry = params["num_consts"], params["num_carry"]
-    consts, init, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
-
-    def body(carry, x):
-        outs = _eval_closed(params["jaxpr"], [*consts, *carry, *x])
-        return outs[:ncarry], outs[ncarry:]
-
-    carry, ys = lax.scan(
-        body,
-        list(init),
-        list(xs),
-        length=params["length"],
-        reverse=params["reverse"],
-        unroll=params["unroll"],
-    )
-    return [*carry, *ys]
-
-
-def _cond(params, invals):
-    index, ops = invals[0], invals[1:]
-    branches = [
-        (lambda *a, branch=branch: _eval_closed(branch, a))
-        for branch in params["branches"]
-    ]
-    return list(lax.switch(index, branches, *ops))
-
-
-def _checkpoint(params, invals):
-    jaxpr, prevent_cse = params["jaxpr"], params["prevent_cse"]
-
-    def fun(*args):
-        return _eval(jaxpr, (), list(args))
-
-    if not params["differentiated"]:
-        # still to be differentiated: keep it a checkpoint
-        return jax.checkpoint(fun, prevent_cse=prevent_cse, policy=params["policy"])(
-            *invals
+    def descends(self, eqn) -> bool:
+        return eqn.primitive.name in _interpret.CALLS or any(
+            map(_has_conv, _interpret.jaxprs_in(eqn))
         )
-    # The backward pass's recomputation: what its lowering does, an optimization
-    # barrier on the inputs (so XLA cannot share it with the forward pass), then
-    # the body inlined.
-    flags = (
-        (prevent_cse,) * len(invals) if isinstance(prevent_cse, bool) else prevent_cse
-    )
-    barred = [i for i, f in enumerate(flags) if f]
-    args = list(invals)
-    if barred:
-        kept = lax.optimization_barrier([jnp.asarray(args[i]) for i in barred])
-        for i, a in zip(barred, kept, strict=True):
-            args[i] = a
-    return fun(*args)
 
 
-def _custom_jvp(prim, params, invals):
-    def original(*args):  # the call as it was: its own derivative rule
-        return prim.bind(*args, **prim.get_bind_params(params))
-
-    @jax.custom_jvp
-    def fun(*args):
-        return _eval_closed(params["call_jaxpr"], args)
-
-    @fun.defjvp
-    def fun_jvp(primals, tangents):
-        return jax.jvp(original, primals, tangents)
-
-    return fun(*invals)
+_REWRITE = _Rewrite()
+_SETTING = jax.make_user_context(default_value=None)
 
 
-def _custom_vjp(prim, params, invals):
-    # The call's leading `num_consts` inputs are closed-over values that it cannot
-    # be differentiated by: closed over here too.
-    consts, primals = invals[: params["num_consts"]], invals[params["num_consts"] :]
+def use_fast_convolutions(enabled: bool):
+    """A context in which `fast_convolutions(fn)` rewrites (`True`) or not.
 
-    def original(*args):
-        return prim.bind(*consts, *args, **prim.get_bind_params(params))
-
-    @jax.custom_vjp
-    def fun(*args):
-        return _eval_closed(params["call_jaxpr"], [*consts, *args])
-
-    def fwd(*args):
-        return jax.vjp(original, *args)  # (outputs, pullback as the residuals)
-
-    def bwd(pullback, cotangents):
-        return pullback(cotangents)
-
-    fun.defvjp(fwd, bwd)
-    return fun(*primals)
+    Sets the default of `fast_convolutions`' `enabled` argument, and so whether
+    every method's gradients on CPU go through the rewrite, for the functions
+    traced inside it; it is part of `jax.jit`'s cache key, so a jitted function
+    is traced again when it changes. It wins over the environment variable
+    `JAXATTR_FAST_CONVOLUTIONS`. Use: `with use_fast_convolutions(False): ...`.
+    """
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(
+            f"use_fast_convolutions: enabled must be a bool, got {enabled!r}"
+        )
+    return _SETTING(bool(enabled))
 
 
-#: Equations whose bodies are re-evaluated with the rewrite (when they hold a
-#: convolution): loops, branches, checkpoints and custom derivatives are rebuilt
-#: around the rewritten bodies, keeping their derivative rules.
-_DESCEND = {
-    "while": lambda prim, params, invals: _while(params, invals),
-    "scan": lambda prim, params, invals: _scan(params, invals),
-    "cond": lambda prim, params, invals: _cond(params, invals),
-    "checkpoint": lambda prim, params, invals: _checkpoint(params, invals),
-    "remat": lambda prim, params, invals: _checkpoint(params, invals),
-    "remat2": lambda prim, params, invals: _checkpoint(params, invals),
-    "custom_jvp_call": _custom_jvp,
-    "custom_vjp_call": _custom_vjp,
-}
+def fast_convolutions_enabled(enabled: bool | None = None) -> bool:
+    """Whether `fast_convolutions(fn, enabled=enabled)` rewrites if traced now.
+
+    The first that is set of: `enabled`, the innermost `use_fast_convolutions`,
+    the environment variable `JAXATTR_FAST_CONVOLUTIONS` (`0`: off, anything
+    else: on); on by default. Never on a backend other than CPU.
+    """
+    if jax.default_backend() != "cpu":
+        return False
+    if enabled is None:
+        enabled = _SETTING.value
+    if enabled is None:
+        return os.environ.get(ENV_SWITCH, "1") != "0"
+    return bool(enabled)
 
 
-def _eval(jaxpr, consts, args) -> list:
-    env: dict = {}
-
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
-    for v, c in zip(jaxpr.constvars, consts, strict=True):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args, strict=True):
-        env[v] = a
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        prim, params = eqn.primitive, eqn.params
-        out = None
-        if prim is lax.conv_general_dilated_p:
-            with eqn.ctx.manager:
-                out = _rewrite_conv(eqn, *invals)
-        if out is not None:
-            outs = [out]
-        elif prim.name in _INLINED and "jaxpr" in params:
-            sub = params["jaxpr"]
-            outs = _eval(getattr(sub, "jaxpr", sub), getattr(sub, "consts", ()), invals)
-        elif prim.name in _DESCEND and any(map(_has_conv, _sub_jaxprs(params))):
-            with eqn.ctx.manager:
-                outs = _DESCEND[prim.name](prim, params, invals)
-        else:
-            with eqn.ctx.manager:
-                outs = prim.bind(*invals, **prim.get_bind_params(params))
-            if not prim.multiple_results:
-                outs = [outs]
-        for v, val in zip(eqn.outvars, outs, strict=True):
-            if not isinstance(v, jcore.DropVar):
-                env[v] = val
-    return [read(v) for v in jaxpr.outvars]
-
-
-def fast_convolutions(fn: Callable) -> Callable:
+def fast_convolutions(fn: Callable, *, enabled: bool | None = None) -> Callable:
     """`fn` with its convolutions in forms XLA:CPU runs fast (same values).
 
     Takes and returns the same pytrees as `fn`; `fn` is traced when the result is
-    called, so it composes with `jit`, `vmap` and closures over traced values. On
-    a backend other than CPU, or with `JAXATTR_FAST_CONVOLUTIONS=0`, it returns
-    `fn` itself.
+    called, so it composes with `jit`, `vmap` and closures over traced values.
+
+    Args:
+      fn: any JAX function of positional pytree arguments.
+      enabled: rewrite (`True`) or return `fn` itself (`False`); `None` (default):
+        as `use_fast_convolutions` or, outside it, the environment variable
+        `JAXATTR_FAST_CONVOLUTIONS` say, on if neither does, decided each time the
+        result is traced (`fast_convolutions_enabled`). Never on a backend other
+        than CPU (static).
+
+    Returns:
+      The function, rewritten or `fn` itself.
     """
-    if jax.default_backend() != "cpu" or os.environ.get(ENV_SWITCH, "1") == "0":
+    if enabled is not None and not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(
+            f"fast_convolutions: enabled must be a bool or None, got {enabled!r}"
+        )
+    if jax.default_backend() != "cpu" or enabled is False:
         return fn
 
     def wrapped(*args):
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves(args))
-        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+        if not fast_convolutions_enabled(enabled):
+            return fn(*args)
+        return _interpret.run(fn, args, lambda closed: _REWRITE)
 
     return wrapped

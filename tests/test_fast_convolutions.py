@@ -184,14 +184,14 @@ def test_no_winograd_for_16_bit_floats():
 def _all_convs(jaxpr, in_loop=False):
     """`(eqn, in_loop)` for the convolutions of `jaxpr` and of every jaxpr nested
     in it; `in_loop`: inside a `while` or `scan` body."""
-    from jaxattr.fast_convolutions import _sub_jaxprs
+    from jaxattr._interpret import jaxprs_in as _sub_jaxprs
 
     found = []
     for eqn in jaxpr.eqns:
         if eqn.primitive is lax.conv_general_dilated_p:
             found.append((eqn, in_loop))
         loop = in_loop or eqn.primitive.name in ("while", "scan")
-        for sub in _sub_jaxprs(eqn.params):
+        for sub in _sub_jaxprs(eqn):
             found += _all_convs(sub, loop)
     return found
 
@@ -401,7 +401,7 @@ def test_idempotent():
         counts = {}
         for eqn in jaxpr.eqns:
             counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
-            for sub in __import__("jaxattr").fast_convolutions._sub_jaxprs(eqn.params):
+            for sub in __import__("jaxattr")._interpret.jaxprs_in(eqn):
                 for k, v in census(sub).items():
                     counts[k] = counts.get(k, 0) + v
         return counts
