@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, baselines, fast_convolutions
+from jaxattr import _checks, _interpret, baselines, fast_convolutions
 from jaxattr.base import Attribution
 
 UFG_ROUTES = ("auto", "shortcut", "explicit")
@@ -123,18 +123,36 @@ _PL_PRIMITIVES = frozenset(
 _BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
 
 
-def _sub_jaxprs(params):
-    for value in params.values():
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            if isinstance(v, jax.extend.core.ClosedJaxpr):
-                yield v.jaxpr
-            elif isinstance(v, jax.extend.core.Jaxpr):
-                yield v
+def _scan_bodies(eqn, flags, found) -> list[bool]:
+    """Which outputs of a higher-order `eqn` depend on tainted inputs (`flags`),
+    scanning its bodies; a loop carry is tainted once its initial value or the
+    loop body's output that is fed back to it is (iterated to a fixed point)."""
+    found_bodies = _interpret.bodies(eqn)
+    if not found_bodies:  # an unknown higher-order primitive: all may depend on x
+        for sub in _interpret.jaxprs_in(eqn):
+            _scan_jaxpr(sub, [True] * len(sub.invars), found)
+        return [True] * len(eqn.outvars)
+    out = [False] * len(eqn.outvars)
+    while True:
+        new = list(out)
+        for body in found_bodies:
+            body_flags = [
+                flags[i] or (fed is not None and out[fed])
+                for i, fed in zip(body.inputs, body.fed_back, strict=True)
+            ]
+            body_out = _scan_jaxpr(body.jaxpr, body_flags, found)
+            for j, t in zip(body.outputs, body_out, strict=True):
+                if j is not None and t:
+                    new[j] = True
+        if new == out:
+            return out
+        out = new
 
 
-def _scan_jaxpr(jaxpr, tainted_in, found):
-    """Marks the variables that depend on tainted inputs; records non-PL uses."""
-    tainted = {v for v, t in zip(jaxpr.invars, tainted_in) if t}
+def _scan_jaxpr(jaxpr, tainted_in, found) -> list[bool]:
+    """Marks the variables that depend on tainted inputs; records non-PL uses.
+    Returns which outputs are tainted."""
+    tainted = {v for v, t in zip(jaxpr.invars, tainted_in, strict=True) if t}
 
     def is_t(v):
         return not isinstance(v, jax.extend.core.Literal) and v in tainted
@@ -144,17 +162,11 @@ def _scan_jaxpr(jaxpr, tainted_in, found):
         if not any(flags):
             continue
         name = eqn.primitive.name
-        subs = list(_sub_jaxprs(eqn.params))
-        if subs:
-            for sub in subs:
-                if len(sub.invars) == len(flags):
-                    sub_flags = flags
-                elif name == "cond" and len(sub.invars) == len(flags) - 1:
-                    sub_flags = flags[1:]
-                else:  # loops etc.: every input of the body may depend on x
-                    sub_flags = [True] * len(sub.invars)
-                _scan_jaxpr(sub, sub_flags, found)
-        elif name in _BILINEAR:
+        if _interpret.jaxprs_in(eqn):
+            out = _scan_bodies(eqn, flags, found)
+            tainted.update(v for v, t in zip(eqn.outvars, out, strict=True) if t)
+            continue
+        if name in _BILINEAR:
             if sum(flags) > 1:
                 found.add(f"{name} of two x-dependent operands")
         elif name == "div":
@@ -165,13 +177,16 @@ def _scan_jaxpr(jaxpr, tainted_in, found):
         elif name not in _PL_PRIMITIVES:
             found.add(name)
         tainted.update(eqn.outvars)
+    return [is_t(v) for v in jaxpr.outvars]
 
 
 def non_piecewise_linear_ops(f: Callable, x) -> list[str]:
     """The operations that keep `f` from being piecewise linear in `x` (sorted).
 
     Traces `f` at `x`'s shape and follows the values that depend on `x` through the
-    jaxpr (and the jaxprs nested in `jit`, `custom_jvp`, `cond`, loops): an
+    jaxpr (and the jaxprs nested in `jit`, `checkpoint`, `custom_jvp`/`custom_vjp`,
+    `cond`, loops, with each body's inputs and outputs matched to the equation's,
+    loop carries to a fixed point): an
     operation that depends on `x` is allowed if it is piecewise linear in it
     (affine maps, convolutions and products with one `x`-dependent operand,
     max/min/ReLU/ReLU6/clamp, select, max- and sum-pooling, reshapes, gathers,

@@ -25,10 +25,12 @@ binding every primitive as it was, except these, which get a `jax.custom_vjp`:
   Guided Backprop guide ReLUs only).
 
 Scope (algorithms.md §11b.6, decided): every ReLU and ReLU6 reached through plain
-code, `jit`/`pjit` calls and `checkpoint` (inlined) is guided; ReLUs inside other
-custom-derivative functions (`custom_jvp`/`custom_vjp` other than `jax.nn.relu`,
-`relu6`) and inside control flow (`scan`, `while`, `cond`) keep their ordinary
-gradient, as do `where(z > 0, z, 0)`-style ReLUs, global `reduce_max` and integer
+code, `jit`/`pjit` calls, `checkpoint` and the bodies of `scan`, `while` and `cond`
+is guided (the loops and branches are rebuilt around guided bodies by
+`jaxattr._interpret`; a `while` loop has no reverse-mode gradient, so there it
+changes nothing but the count); ReLUs inside other custom-derivative functions
+(`custom_jvp`/`custom_vjp` other than `jax.nn.relu`, `relu6`) keep their own rule,
+as do `where(z > 0, z, 0)`-style ReLUs, global `reduce_max` and integer
 `max`/`min` (index clamps).
 `count_guided(f, *args)` reports how many operations of each kind were changed, so
 the scope can be checked on a given model (the GNL authors' hooks missed the
@@ -45,13 +47,12 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks
+from jaxattr import _checks, _interpret
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
 from jaxattr.methods.integrated_gradients import integrated_gradients
 
 MAX_POOL_RULES = ("positive", "sign_mask", "none")
-_INLINED = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
 _CONST_PASSTHROUGH = (
     "convert_element_type",
     "broadcast_in_dim",
@@ -63,60 +64,35 @@ _CONST_PASSTHROUGH = (
 
 
 # --------------------------------------------------------------------------------
-# custom-VJP rules
+# backward rules
 
 
-def _guided_relu(fwd: Callable) -> Callable:
-    """`fwd` (the original ReLU computation), with the guided backward rule."""
+def _with_backward(fwd: Callable, backward: Callable) -> Callable:
+    """`fwd` (one array in, one out) with the backward rule `g -> backward(z, g)`."""
 
     @jax.custom_vjp
-    def relu(z):
+    def guided_op(z):
         return fwd(z)
 
-    def relu_fwd(z):
-        return fwd(z), z
-
-    def relu_bwd(z, g):
-        zero = jnp.zeros((), g.dtype)
-        return (jnp.where(z > 0, jnp.maximum(g, zero), zero),)
-
-    relu.defvjp(relu_fwd, relu_bwd)
-    return relu
+    guided_op.defvjp(lambda z: (fwd(z), z), lambda z, g: (backward(z, g),))
+    return guided_op
 
 
-def _guided_upper_clamp(fwd: Callable, upper) -> Callable:
-    """`min(r, upper)` with backward `g * 1[r < upper]` (strict, as PyTorch)."""
-
-    @jax.custom_vjp
-    def clamp(r):
-        return fwd(r)
-
-    def clamp_fwd(r):
-        return fwd(r), r
-
-    def clamp_bwd(r, g):
-        return (jnp.where(r < upper, g, jnp.zeros((), g.dtype)),)
-
-    clamp.defvjp(clamp_fwd, clamp_bwd)
-    return clamp
+def _relu_backward(z, g):
+    """ReLU: `max(g * 1[z > 0], 0)`."""
+    zero = jnp.zeros((), g.dtype)
+    return jnp.where(z > 0, jnp.maximum(g, zero), zero)
 
 
-def _guided_relu6(fwd: Callable) -> Callable:
-    """`jax.nn.relu6` with backward `max(g * 1[0 < z < 6], 0)`."""
+def _relu6_backward(z, g):
+    """ReLU6: `max(g * 1[0 < z < 6], 0)`."""
+    zero = jnp.zeros((), g.dtype)
+    return jnp.where((z > 0) & (z < 6), jnp.maximum(g, zero), zero)
 
-    @jax.custom_vjp
-    def relu6(z):
-        return fwd(z)
 
-    def relu6_fwd(z):
-        return fwd(z), z
-
-    def relu6_bwd(z, g):
-        zero = jnp.zeros((), g.dtype)
-        return (jnp.where((z > 0) & (z < 6), jnp.maximum(g, zero), zero),)
-
-    relu6.defvjp(relu6_fwd, relu6_bwd)
-    return relu6
+def _upper_clamp_backward(upper) -> Callable:
+    """`min(r, upper)`: `g * 1[r < upper]` (strict, as PyTorch)."""
+    return lambda r, g: jnp.where(r < upper, g, jnp.zeros((), g.dtype))
 
 
 def _upsample_nearest(mask: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -129,31 +105,22 @@ def _upsample_nearest(mask: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return mask
 
 
-def _guided_max_pool(fwd: Callable, rule: str) -> Callable:
-    """`reduce_window_max` (`fwd`) with the `"positive"` or `"sign_mask"` rule."""
+def _max_pool_backward(fwd: Callable, rule: str) -> Callable:
+    """`reduce_window_max` (`fwd`): the `"positive"` or `"sign_mask"` rule."""
 
-    @jax.custom_vjp
-    def pool(z):
-        return fwd(z)
-
-    def pool_fwd(z):
-        return fwd(z), z
-
-    def pool_bwd(z, g):
+    def backward(z, g):
         _, route = jax.vjp(fwd, z)
         zero = jnp.zeros((), g.dtype)
         if rule == "positive":
-            return route(jnp.maximum(g, zero))
+            return route(jnp.maximum(g, zero))[0]
         (routed,) = route(g)
-        mask = _upsample_nearest((g > 0).astype(g.dtype), z.shape)
-        return (routed * mask,)
+        return routed * _upsample_nearest((g > 0).astype(g.dtype), z.shape)
 
-    pool.defvjp(pool_fwd, pool_bwd)
-    return pool
+    return backward
 
 
 # --------------------------------------------------------------------------------
-# the jaxpr interpreter
+# which equations are guided (the jaxpr walk itself: jaxattr._interpret)
 
 
 def _uniform_value(value):
@@ -284,74 +251,72 @@ def _guided_eqn(eqn, kind: str, pos: int, invals: list, opts: _Options):
         if opts.max_pool == "none":
             return None
         opts.counts["max_pool"] += 1
-        return [_guided_max_pool(fwd, opts.max_pool)(z)]
+        return [_with_backward(fwd, _max_pool_backward(fwd, opts.max_pool))(z)]
     if kind in ("relu", "relu_fn"):
         if not opts.relu:
             return None
         opts.counts["relu"] += 1
-        return [_guided_relu(fwd)(z)]
+        return [_with_backward(fwd, _relu_backward)(z)]
     if not opts.relu6:
         return None
     if kind == "relu6_fn":
         opts.counts["relu6"] += 1
-        return [_guided_relu6(fwd)(z)]
+        return [_with_backward(fwd, _relu6_backward)(z)]
     if kind == "relu6_upper":
         opts.counts["relu6"] += 1
-        return [_guided_upper_clamp(fwd, jnp.asarray(6.0, z.dtype))(z)]
-    return [_guided_relu(fwd)(z)]  # relu6_lower: the max(z, 0) of a ReLU6
+        upper = _upper_clamp_backward(jnp.asarray(6.0, z.dtype))
+        return [_with_backward(fwd, upper)(z)]
+    return [_with_backward(fwd, _relu_backward)(z)]  # relu6_lower: max(z, 0) of a ReLU6
 
 
-def _eval_jaxpr(jaxpr, consts, args, in_const, in_relu, opts: _Options) -> list:
-    env: dict = {}
+def _atom_info(v, const_of: dict, relu_out: set) -> tuple:
+    """`(uniform constant value or None, whether a ReLU output)` of an operand."""
+    if isinstance(v, jcore.Literal):
+        return _uniform_value(v.val), False
+    return const_of.get(v), v in relu_out
 
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
 
-    const_of, relu_in = {}, set()
-    for v, c in zip(jaxpr.constvars, consts, strict=True):
-        env[v] = c
-        if (u := _uniform_value(c)) is not None:
-            const_of[v] = u
-    for v, a, c, r in zip(jaxpr.invars, args, in_const, in_relu, strict=True):
-        env[v] = a
-        if c is not None:
-            const_of[v] = c
-        if r:
-            relu_in.add(v)
-    kinds, relu_out, const_of = _classify(jaxpr, const_of, relu_in)
+class _Guided(_interpret.Override):
+    """The guided equations of one jaxpr (`_classify`), given what is known of its
+    inputs: `in_const[i]` the uniform value of input `i` or None, `in_relu[i]`
+    whether it is a ReLU output."""
 
-    for i, eqn in enumerate(jaxpr.eqns):
-        invals = [read(v) for v in eqn.invars]
-        prim, params = eqn.primitive, eqn.params
-        outs = None
-        if i in kinds:
-            outs = _guided_eqn(eqn, *kinds[i], invals, opts)
-        elif prim.name in _INLINED and "jaxpr" in params:
-            sub = params["jaxpr"]
-            sub_const = [
-                _uniform_value(v.val)
-                if isinstance(v, jcore.Literal)
-                else const_of.get(v)
-                for v in eqn.invars
-            ]
-            sub_relu = [isinstance(v, jcore.Var) and v in relu_out for v in eqn.invars]
-            outs = _eval_jaxpr(
-                getattr(sub, "jaxpr", sub),
-                getattr(sub, "consts", ()),
-                invals,
-                sub_const,
-                sub_relu,
-                opts,
-            )
-        if outs is None:
-            with eqn.ctx.manager:
-                outs = prim.bind(*invals, **prim.get_bind_params(params))
-            if not prim.multiple_results:
-                outs = [outs]
-        for v, val in zip(eqn.outvars, outs, strict=True):
-            if not isinstance(v, jcore.DropVar):
-                env[v] = val
-    return [read(v) for v in jaxpr.outvars]
+    def __init__(self, jaxpr, consts, in_const, in_relu, opts: _Options):
+        const_of = {}
+        for v, c in zip(jaxpr.constvars, consts, strict=True):
+            if (u := _uniform_value(c)) is not None:
+                const_of[v] = u
+        for v, c in zip(jaxpr.invars, in_const, strict=True):
+            if c is not None:
+                const_of[v] = c
+        relu_in = {v for v, r in zip(jaxpr.invars, in_relu, strict=True) if r}
+        kinds, self.relu_out, self.const_of = _classify(jaxpr, const_of, relu_in)
+        self.kinds = {id(jaxpr.eqns[i]): kind for i, kind in kinds.items()}
+        self.opts = opts
+
+    def apply(self, eqn, invals):
+        kind = self.kinds.get(id(eqn))
+        return None if kind is None else _guided_eqn(eqn, *kind, invals, self.opts)
+
+    def descends(self, eqn) -> bool:
+        # other custom-derivative functions keep their own rules (module docstring)
+        return eqn.primitive.name not in ("custom_jvp_call", "custom_vjp_call")
+
+    def inside(self, eqn, body: _interpret.Body) -> _Guided:
+        # what holds of a body input on every evaluation: a loop carry may change
+        info = [
+            _atom_info(eqn.invars[i], self.const_of, self.relu_out)
+            if fed is None
+            else (None, False)
+            for i, fed in zip(body.inputs, body.fed_back, strict=True)
+        ]
+        return _Guided(
+            body.jaxpr,
+            body.consts,
+            [c for c, _ in info],
+            [r for _, r in info],
+            self.opts,
+        )
 
 
 def _check_options(max_pool, caller: str) -> None:
@@ -359,11 +324,11 @@ def _check_options(max_pool, caller: str) -> None:
 
 
 def _run(f, opts: _Options, args):
-    closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
-    flat = jax.tree.leaves(args)
-    n = len(flat)
-    outs = _eval_jaxpr(closed.jaxpr, closed.consts, flat, [None] * n, [False] * n, opts)
-    return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+    def top(closed):
+        n = len(closed.jaxpr.invars)
+        return _Guided(closed.jaxpr, closed.consts, [None] * n, [False] * n, opts)
+
+    return _interpret.run(f, args, top)
 
 
 def guided(
