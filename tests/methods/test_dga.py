@@ -334,3 +334,96 @@ def test_masks_equal_the_sort_based_counts():
             phi = jnp.asarray(phi)
             for got, want in zip(masks(phi, n, q), reference(phi, n, q), strict=True):
                 np.testing.assert_array_equal(got, want)
+
+
+def _wrapped(kind, g):
+    """`g` (an array to an array) run inside a body of the given kind."""
+    if kind == "scan":
+        return lambda z: jax.lax.scan(lambda c, _: (g(c), None), z, None, length=1)[0]
+    if kind == "while":
+        step = lambda c: (c[0] + 1, g(c[1]))
+        return lambda z: jax.lax.while_loop(lambda c: c[0] < 1, step, (0, z))[1]
+    if kind == "cond":
+        return lambda z: jax.lax.cond(z.sum() > -1e3, g, lambda u: u, z)
+    if kind == "jit":
+        return jax.jit(g)
+    if kind == "checkpoint":
+        return jax.checkpoint(g)
+    if kind == "custom_jvp":
+        c = jax.custom_jvp(g)
+        c.defjvp(lambda p, t: (c(p[0]), t[0]))
+        return c
+    assert kind == "custom_vjp"
+    c = jax.custom_vjp(g)
+    c.defvjp(lambda z: (c(z), None), lambda _, ct: (ct,))
+    return c
+
+
+BODY_KINDS = ("scan", "while", "cond", "jit", "checkpoint", "custom_jvp", "custom_vjp")
+
+
+@pytest.mark.parametrize("kind", BODY_KINDS)
+def test_piecewise_linearity_check_sees_into_every_body(kind):
+    """The check gives the same verdict with a network's layer inside a body of
+    each kind as without the body."""
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)), jnp.float32)
+    x = jnp.linspace(-1.0, 1.0, 4)
+    layers = {
+        "relu": lambda z: jax.nn.relu(w @ z),
+        "exp": lambda z: jnp.exp(w @ z),
+        "square": lambda z: (w @ z) * z,
+    }
+    for name, g in layers.items():
+        plain = dga.non_piecewise_linear_ops(lambda z, g=g: jnp.sum(g(z)), x)
+        inside = dga.non_piecewise_linear_ops(
+            lambda z, g=g: jnp.sum(_wrapped(kind, g)(z)), x
+        )
+        assert inside == plain, (kind, name)
+        assert (plain == []) == (name == "relu"), name
+
+
+def test_piecewise_linearity_check_follows_loop_carries():
+    """A carry that starts constant and becomes x-dependent in the loop taints its
+    later uses (the second iteration squares an x-dependent value)."""
+    x = jnp.linspace(-1.0, 1.0, 4)
+
+    def f(z):
+        step = lambda c, _: (c * c + z, None)
+        return jnp.sum(jax.lax.scan(step, jnp.zeros_like(z), None, length=2)[0])
+
+    assert dga.non_piecewise_linear_ops(f, x) == ["mul of two x-dependent operands"]
+    # a carry that never meets x stays clean
+    g = lambda z: jnp.sum(
+        z + jax.lax.scan(lambda c, _: (c * c, None), jnp.ones(4), None, length=2)[0]
+    )
+    assert dga.non_piecewise_linear_ops(g, x) == []
+
+
+def test_dga_with_the_model_inside_a_scan_equals_unrolled():
+    """DGA (its UFG through fast_convolutions and the shortcut check) on a model
+    whose layers run in a scan equals DGA on the same model unrolled."""
+    rng = np.random.default_rng(1)
+    ws = jnp.asarray(rng.normal(size=(2, 3, 3, 3, 3)) / 3, jnp.float32)
+
+    def layer(h, w):
+        y = jax.lax.conv_general_dilated(
+            h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jax.nn.relu(y)
+
+    scanned = lambda x: jnp.sum(
+        jax.lax.scan(lambda h, w: (layer(h, w), None), x[None], ws)[0] * x[None]
+    )
+    x = XS[0]
+    assert dga.non_piecewise_linear_ops(scanned, x) == [
+        "mul of two x-dependent operands"
+    ]
+    lin_unrolled = lambda x: jnp.sum(layer(layer(x[None], ws[0]), ws[1]))
+    lin_scanned = lambda x: jnp.sum(
+        jax.lax.scan(lambda h, w: (layer(h, w), None), x[None], ws)[0]
+    )
+    want = jaxattr.distilled_gradient_aggregation(lin_unrolled, x, n_steps=3)
+    got = jaxattr.distilled_gradient_aggregation(lin_scanned, x, n_steps=3)
+    np.testing.assert_allclose(
+        got.attributions, want.attributions, rtol=1e-4, atol=1e-5
+    )
