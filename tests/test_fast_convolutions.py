@@ -10,7 +10,11 @@ import pytest
 from jax import lax
 
 from jaxattr import engine
-from jaxattr.fast_convolutions import fast_convolutions
+from jaxattr.fast_convolutions import (
+    fast_convolutions,
+    fast_convolutions_enabled,
+    use_fast_convolutions,
+)
 
 pytestmark = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="the rewrite applies on the CPU backend"
@@ -299,7 +303,17 @@ def _loop_programs():
 
         return jax.vmap(one)(jnp.stack([x, 1 - x, x / 2]), jnp.array([1, 3, 2]))
 
+    def jit_in_scan(x):  # nested jit calls (pjit) inside a loop body
+        g = jax.jit(jax.grad(jax.jit(f)))
+        return lax.scan(lambda c, s: (c + g(x * s), None), x, jnp.ones(2))[0]
+
+    def checkpoint_in_scan(x):  # a rematerialised model, differentiated in a loop
+        g = jax.grad(jax.checkpoint(f))
+        return lax.scan(lambda c, s: (c + g(x * s), None), x, jnp.ones(2))[0]
+
     return x, {
+        "jit in scan": jit_in_scan,
+        "checkpoint in scan": checkpoint_in_scan,
         "vmap of while, batched predicate": batched_predicate,
         "while": in_while,
         "fori_loop": in_fori,
@@ -446,3 +460,57 @@ def test_methods_with_loops_unchanged_by_the_rewrite():
                 mp.setenv("JAXATTR_FAST_CONVOLUTIONS", value)
                 found = _slow_convs(method, x, loops_only=True)
                 assert bool(found) == slow_in_loops, (name, value)
+
+
+def test_explicit_option_argument_context_and_environment():
+    """`enabled=` wins over `use_fast_convolutions`, which wins over the
+    environment variable; an explicit off leaves the plain convolutions."""
+    logits, x = _tiny_net(6)
+    f = lambda z: jax.grad(lambda u: logits(u)[0])(z)
+    assert _slow_convs(f, x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("JAXATTR_FAST_CONVOLUTIONS", raising=False)
+        assert fast_convolutions_enabled()
+        assert not _slow_convs(fast_convolutions(f), x)
+        off = fast_convolutions(f, enabled=False)
+        assert off is f
+        with use_fast_convolutions(False):
+            assert not fast_convolutions_enabled()
+            assert fast_convolutions_enabled(True)
+            plain = jax.make_jaxpr(f)(x)
+            assert str(jax.make_jaxpr(fast_convolutions(f))(x)) == str(plain)
+            assert not _slow_convs(fast_convolutions(f, enabled=True), x)
+        mp.setenv("JAXATTR_FAST_CONVOLUTIONS", "0")
+        assert not fast_convolutions_enabled()
+        assert _slow_convs(fast_convolutions(f), x)
+        with use_fast_convolutions(True):  # the context overrides the variable
+            assert fast_convolutions_enabled()
+            assert not _slow_convs(fast_convolutions(f), x)
+        assert not _slow_convs(fast_convolutions(f, enabled=True), x)
+    with pytest.raises(TypeError, match="enabled must be a bool or None, got 'no'"):
+        fast_convolutions(f, enabled="no")
+    with pytest.raises(TypeError, match="enabled must be a bool, got 1"):
+        use_fast_convolutions(1)
+
+
+def test_the_context_is_part_of_the_jit_cache_key():
+    """A jitted method traced with the rewrite on is traced again inside
+    `use_fast_convolutions(False)` (no stale program)."""
+    logits, x = _tiny_net(7)
+    f = lambda z: logits(z)[1]
+    run = jax.jit(
+        lambda x: (
+            engine.path_integral(
+                f,
+                lambda a: a * x,
+                jnp.linspace(0.1, 1, 4),
+                jnp.full(4, 0.25),
+                batch_size=2,
+            ).integral
+        )
+    )
+    on = run.lower(x).compile().as_text()
+    with use_fast_convolutions(False):
+        off = run.lower(x).compile().as_text()
+        np.testing.assert_allclose(run(x), jax.jit(lambda x: run(x))(x), rtol=1e-6)
+    assert "feature_group_count" not in on and "feature_group_count" in off

@@ -108,13 +108,17 @@ def _git_commit() -> str | None:
 def versions() -> dict:
     """Versions of the software and the JAX device that produce results: package
     versions, the jaxattr git commit (when run from a checkout), the CPU count and
-    whether the CPU convolution rewrite was on (``JAXATTR_FAST_CONVOLUTIONS``)."""
+    whether the CPU convolution rewrite applies to what is traced now
+    (``jaxattr.fast_convolutions.fast_convolutions_enabled()``: the
+    ``use_fast_convolutions`` context, else ``JAXATTR_FAST_CONVOLUTIONS``, on by
+    default; off on a backend other than CPU)."""
     import os
     import flax
     import jax
     import jaxlib
 
     import jaxattr
+    from jaxattr.fast_convolutions import fast_convolutions_enabled
 
     try:
         device = jax.devices()[0].device_kind
@@ -130,7 +134,7 @@ def versions() -> dict:
         "platform": platform.platform(),
         "device": device,
         "cpus": os.cpu_count(),
-        "fast_convolutions": os.environ.get("JAXATTR_FAST_CONVOLUTIONS", "1") != "0",
+        "fast_convolutions": fast_convolutions_enabled(),
         "git_commit": _git_commit(),
     }
 

@@ -46,6 +46,28 @@ def test_run_row_records_config_and_versions(tmp_path):
     )
 
 
+def test_versions_record_the_convolution_rewrite_in_use(tmp_path, monkeypatch):
+    """The session's versions say whether the CPU convolution rewrite applied: the
+    `use_fast_convolutions` context, else the environment variable."""
+    import jax
+
+    from jaxattr.fast_convolutions import use_fast_convolutions
+    from jaxattr.runs.store import versions
+
+    monkeypatch.delenv("JAXATTR_FAST_CONVOLUTIONS", raising=False)
+    on_cpu = jax.default_backend() == "cpu"
+    assert versions()["fast_convolutions"] is on_cpu
+    with use_fast_convolutions(False):
+        store = ResultStore(tmp_path / "r.db", "idg", {"steps": 16})
+        assert store.versions["fast_convolutions"] is False
+    (run,) = list_runs(tmp_path / "r.db")
+    assert run["versions"]["fast_convolutions"] is False
+    monkeypatch.setenv("JAXATTR_FAST_CONVOLUTIONS", "0")
+    assert versions()["fast_convolutions"] is False
+    with use_fast_convolutions(True):
+        assert versions()["fast_convolutions"] is on_cpu
+
+
 def test_add_roundtrip_exact(tmp_path):
     store = ResultStore(tmp_path / "r.db", "idg", {"steps": 16})
     store.add("a.png", "ig", _rows(value=1 / 3))
