@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxattr import _checks, baselines, engine
+from jaxattr import _checks, baselines
 from jaxattr.metrics import _common
 
 Array = jax.Array
@@ -54,10 +54,14 @@ def completeness(
     x = _checks.check_input(x, caller)
     a = _common.check_attributions(attributions, x, caller, spatial=False)
     _checks.check_scalar_fn(f, x, caller)
-    ref = baselines.resolve_one(baseline, x, key, caller)
-    f_x, f_ref = f(x), f(ref)
-    diff = f_x - f_ref
-    delta = engine.completeness_delta(a, f_x, f_ref)
+    if isinstance(baseline, (list, tuple)):
+        raise TypeError(
+            f"{caller}: baseline must be a single baseline; got a"
+            f" {type(baseline).__name__} of {len(baseline)}."
+        )
+    ref = baselines.resolve(baseline, x, key, caller)[0]
+    diff = f(x) - f(ref)
+    delta = a.sum() - diff
     rel = jnp.abs(delta) / jnp.abs(diff)
     return Completeness(delta, rel, jnp.abs(delta) <= atol + rtol * jnp.abs(diff))
 
