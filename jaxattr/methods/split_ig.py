@@ -151,14 +151,15 @@ def split_integrated_gradients(
     if side == "right":
         attributions = right
         delta = engine.completeness_delta(right, f_x, f_split)
-    elif definition == "relative":
-        attributions = left
-        delta = engine.completeness_delta(left, f_split, f_refs)
     else:
-        attributions = result.integral[2]
-        delta = engine.completeness_delta(
-            attributions, f_split / boundary, f_refs / boundary
-        )
+        # The change of f over each path's left part, as one difference per path
+        # (better conditioned than a difference of means when `boundary` is small).
+        change = f_split - f_refs
+        if definition == "relative":
+            attributions = left
+        else:
+            attributions, change = result.integral[2], change / boundary
+        delta = engine.completeness_delta(attributions, change, jnp.zeros((), dtype))
     aux = {
         "left": left,
         "right": right,
