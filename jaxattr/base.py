@@ -20,7 +20,9 @@ class Attribution(NamedTuple):
             `[nt_samples]` under `noise_tunnel` (one per noisy sample, as Captum) and
             NaN for methods without a completeness property (e.g. `saliency`).
         aux: method diagnostics (a dict of arrays), e.g. the nodes `alphas` and the
-            outputs `values` of `f` along the path.
+            outputs `values` of `f` along the path. One name per quantity across
+            methods: `f_x` is `f(x)` and `f_baseline` the output at the start of
+            each path (`[K]` for `K` baselines), whenever a method evaluates them.
     """
 
     attributions: Array

@@ -18,7 +18,15 @@ EfficientNet-Lite0's `(255 x - 127) / 128`).
 A baseline argument may be: `None` (zeros), one of the names above or `"uniform"`,
 `"blurred"`; a Python or array scalar; an array that broadcasts to `x.shape`; a
 `Baseline` recipe from this module (stochastic ones need a `key`); a callable
-`x -> array`; or a list/tuple of any of these, whose path integrals are averaged.
+`x -> array`; or a list/tuple of any of these.
+
+One policy for several baselines. A method that integrates from a baseline takes
+the list through `resolve` and returns the **mean** of the attributions from each
+baseline, with `delta = sum(A) - (f(x) - mean_k f(x'_k))` and `aux["f_baseline"]`
+`[K]` (`jaxattr.engine.baseline_nodes`, `completeness_delta`). A method for which a
+mean over baselines means nothing (the baseline is where masked features go, or an
+adaptive rule refines one path) takes `resolve_one`, which raises a `ValueError` for
+a list of several.
 """
 
 from __future__ import annotations
@@ -210,3 +218,22 @@ def resolve(baseline, x: jax.Array, key: jax.Array | None, caller: str) -> jax.A
         _checks.check_key(key, caller, "a baseline is random")
         keys = list(jax.random.split(key, len(specs)))
     return jnp.stack([_one(s, x, k, caller) for s, k in zip(specs, keys)])
+
+
+def resolve_one(
+    baseline, x: jax.Array, key: jax.Array | None, caller: str
+) -> jax.Array:
+    """Turns a baseline argument that must be one baseline into an array of
+    `x.shape` (a list of one entry is accepted).
+
+    Raises:
+      ValueError: for a list or tuple of several baselines, naming `caller`.
+    """
+    if isinstance(baseline, (list, tuple)) and len(baseline) > 1:
+        raise ValueError(
+            f"{caller}: baseline must be a single baseline (the method takes one"
+            f" baseline; got a list of {len(baseline)}). Average per-baseline calls"
+            " yourself, or use a method that averages baselines, e.g."
+            " integrated_gradients."
+        )
+    return resolve(baseline, x, key, caller)[0]

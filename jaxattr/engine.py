@@ -15,8 +15,20 @@ nodes (Captum's `internal_batch_size`; algorithms.md §10). The outputs
 `values_k = f(gamma(alpha_k))` and the slopes `dF/dalpha = <grad f, gamma'>` come
 for free and are returned along with the integral.
 
-`chunked_sum` is the chunking primitive itself, shared with `noise_tunnel` and any
-other reduction over many evaluations.
+The pieces a path method is built from, so that a new one is its path, its weights
+and a docstring:
+
+* `chunked_sum` and `chunked_map`: the chunking primitive (a `lax.scan` over
+  chunks of `batch_size` items), for sums (gradients) and for stacked outputs
+  only (forward passes), shared with `noise_tunnel` and the metrics;
+* `straight_line` / `straight_lines`: the straight path(s) from baselines to `x`;
+* `baseline_nodes`: one quadrature rule laid out on `K` baselines, each path's
+  weights divided by `K`, so that one `path_integral` returns the mean over
+  baselines (the library's policy for several baselines, `jaxattr.baselines`);
+* `path_integral` (gradients) and `path_values` (forward passes only) along a path;
+* `endpoint_values` and `completeness_delta`: `f(x)`, `f(x')` and Captum's
+  completeness error `sum(A) - (f(x) - mean f(x'))`, reported by every path
+  method as `delta` with `aux["f_x"]` and `aux["f_baseline"]`.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ import numpy as np
 from jaxattr import _checks, fast_convolutions
 
 Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+DTypeLike = jax.typing.DTypeLike
 PyTree = Any
 
 
@@ -103,6 +117,84 @@ def chunked_sum(
     return summed, stacked
 
 
+def chunked_map(
+    fn: Callable[[PyTree], PyTree],
+    xs: PyTree,
+    *,
+    batch_size: int | None = None,
+) -> PyTree:
+    """Stacks `fn(x_i)` over the leading axis of `xs`, in chunks: `jax.lax.map` with
+    `chunked_sum`'s chunking (a `lax.scan` over `vmap`ped chunks of `batch_size`
+    items, the padding of the last chunk, `fast_convolutions` on CPU).
+
+    For forward passes (the outputs of `f` along a path, a perturbation curve):
+    the same memory bound and speed as the gradient passes, with nothing summed.
+
+    Args:
+      fn: maps one item (a slice of `xs` along axis 0) to a pytree.
+      xs: pytree of arrays with a common leading axis `n` (static).
+      batch_size: items per chunk (static); `None` evaluates all `n` at once.
+
+    Returns:
+      `fn`'s output structure with a leading axis `n` on every leaf.
+    """
+    return chunked_sum(lambda item: ((), fn(item)), xs, batch_size=batch_size)[1]
+
+
+def straight_line(x: Array, ref: Array) -> Callable[[Array], Array]:
+    """`path(alpha) = ref + alpha * (x - ref)`: the straight line from `ref`
+    (`alpha = 0`) to `x` (`alpha = 1`), both of one shape."""
+
+    def path(alpha):
+        return ref + alpha * (x - ref)
+
+    return path
+
+
+def straight_lines(x: Array, refs: Array) -> Callable[[Array, Array], Array]:
+    """`path(alpha, i) = refs[i] + alpha * (x - refs[i])`: the straight lines from
+    each reference `refs [K, *x.shape]` to `x`, for `path_integral` with the
+    reference index `i` as the node argument (`baseline_nodes(...).paths`)."""
+
+    def path(alpha, i):
+        return straight_line(x, refs[i])(alpha)
+
+    return path
+
+
+class Nodes(NamedTuple):
+    """Quadrature nodes laid out on `K` paths (`baseline_nodes`).
+
+    Attributes:
+      alphas: `[K n]` node positions, the rule's `n` nodes repeated per path.
+      weights: `[K n]` the rule's weights divided by `K`.
+      paths: `[K n]` the index of the path (baseline) each node belongs to.
+    """
+
+    alphas: Array
+    weights: Array
+    paths: Array
+
+
+def baseline_nodes(
+    alphas: ArrayLike, weights: ArrayLike, n_paths: int, dtype: DTypeLike
+) -> Nodes:
+    """One rule (`alphas`, `weights`, `[n]` each) on each of `n_paths` paths.
+
+    The weights are divided by `n_paths`, so `path_integral` with
+    `node_args=nodes.paths` and `straight_lines(x, refs)` returns the **mean** over
+    baselines of their path integrals: the library's policy for several baselines
+    (`jaxattr.baselines.resolve`). Computed in NumPy (static), then cast to `dtype`.
+    """
+    alphas, weights = np.asarray(alphas), np.asarray(weights)
+    n = alphas.shape[0]
+    return Nodes(
+        jnp.asarray(np.tile(alphas, n_paths), dtype),
+        jnp.asarray(np.tile(weights, n_paths) / n_paths, dtype),
+        jnp.asarray(np.repeat(np.arange(n_paths), n)),
+    )
+
+
 class PathIntegral(NamedTuple):
     """Output of `path_integral`.
 
@@ -116,17 +208,6 @@ class PathIntegral(NamedTuple):
     integral: Array
     values: Array
     slopes: Array
-
-
-def straight_lines(x: Array, refs: Array) -> Callable[[Array, Array], Array]:
-    """`path(alpha, i) = refs[i] + alpha * (x - refs[i])`: the straight lines from
-    each reference `refs [K, *x.shape]` to `x`, for `path_integral` with the
-    reference index `i` as the node argument."""
-
-    def path(alpha, i):
-        return refs[i] + alpha * (x - refs[i])
-
-    return path
 
 
 def path_integral(
@@ -177,3 +258,57 @@ def path_integral(
         node, (alphas, weights, args), batch_size=batch_size
     )
     return PathIntegral(integral, values, slopes)
+
+
+def path_values(
+    f: Callable[[Array], Array],
+    path: Callable[..., Array],
+    alphas: Array,
+    *,
+    node_args: PyTree = None,
+    batch_size: int | None = None,
+) -> Array:
+    """`f(path(alpha_k))` for each node: forward passes only, in chunks.
+
+    The same nodes, paths and chunking as `path_integral` (through `chunked_map`),
+    without the gradients: for methods that need `f` along the path before they
+    know their weights (Split-IG's split, IDG's allocation).
+
+    Args:
+      f: maps one path point to a scalar.
+      path: `path(alpha)` or, with `node_args`, `path(alpha, node_arg)`.
+      alphas: `[n]` nodes (`n` static).
+      node_args: optional pytree with leading axis `[n]`, one entry per node.
+      batch_size: nodes per chunk (static); `None` evaluates all nodes at once.
+
+    Returns:
+      `[n]` values of `f`.
+    """
+    alphas = jnp.asarray(alphas)
+    if node_args is None:
+        return chunked_map(lambda a: f(path(a)), alphas, batch_size=batch_size)
+    return chunked_map(
+        lambda item: f(path(*item)), (alphas, node_args), batch_size=batch_size
+    )
+
+
+def endpoint_values(
+    f: Callable[[Array], Array], x: Array, refs: Array
+) -> tuple[Array, Array]:
+    """`(f(x), f(refs) [K])`: the outputs at the end and at the start of each path,
+    for `completeness_delta` and the `aux` keys `f_x`, `f_baseline`."""
+    return f(x), jax.vmap(f)(refs)
+
+
+def completeness_delta(attributions: Array, f_x: Array, f_baseline: Array) -> Array:
+    """Completeness error with Captum's sign: `sum(A) - (mean f_x - mean f_baseline)`.
+
+    `f_x` and `f_baseline` are the outputs at the two ends of the path(s): scalars,
+    or `[K]` per baseline, whose means are taken (the attributions of several
+    baselines are their mean, `baseline_nodes`). A path method's `delta`; 0 up to
+    the quadrature error when completeness holds.
+
+    Returns:
+      A scalar of the promoted dtype.
+    """
+    return jnp.sum(attributions) - (jnp.mean(f_x) - jnp.mean(f_baseline))

@@ -182,21 +182,14 @@ def adaptive_integrated_gradients(
         )
     batch_size = _checks.check_batch_size(batch_size, caller)
     _checks.check_scalar_fn(f, x, caller)
-    refs = baselines.resolve(baseline, x, key, caller)
-    if refs.shape[0] != 1:
-        raise ValueError(
-            f"{caller}: takes one baseline; got a list of {refs.shape[0]}. Average"
-            " per-baseline calls yourself, or use integrated_gradients."
-        )
-    ref = refs[0]
+    ref = baselines.resolve_one(baseline, x, key, caller)
     dtype = x.dtype
     feat = tuple(range(1, x.ndim + 1))  # feature axes of a [q, *x.shape] array
     n_rounds = (max_steps - n_first) // (2 * s)
     size = m0 + s * n_rounds  # intervals after the last affordable round
     n_nodes = n_first + 2 * s * n_rounds
 
-    def path(alpha):
-        return ref + alpha * (x - ref)
+    path = engine.straight_line(x, ref)
 
     def gradients(alphas):
         """Per-node `grad f * (x - x')` `[q, *x.shape]`, values and slopes `[q]`."""
@@ -312,7 +305,7 @@ def adaptive_integrated_gradients(
         jnp.zeros(n_nodes, dtype).at[st["idx"].reshape(-1)].add(contrib.reshape(-1))
     )
     attributions = jnp.tensordot(node_w, st["grads"], axes=1)
-    delta = attributions.sum() - (f_x - f_ref)
+    delta = engine.completeness_delta(attributions, f_x, f_ref)
     order = jnp.argsort(jnp.where(in_use, st["a"], jnp.inf))
     bounds = jnp.stack([st["a"], st["b"]], axis=1)
     est, tol = estimate(st), tolerance(st)

@@ -201,7 +201,8 @@ def adversarial_gradient_integration(
       (not the target), `iterations` (gradient steps taken), `reached` (the end
       point is classified as `t`), `end_class` (argmax at the end point),
       `prob_end` (`softmax_c` at the end point), `per_class` (sum of the class's
-      contribution); and `target`, `prob_x` (`softmax_c(x)`).
+      contribution); and `target`, `f_x` (`softmax_c(x)`, the explained output;
+      also as `prob_x`).
       A traced `target` or `classes` outside `[0, K)` gives NaN attributions.
 
     Raises:
@@ -298,6 +299,7 @@ def adversarial_gradient_integration(
         "classes": false,
         **per,
         "target": target,
-        "prob_x": prob_x,
+        "f_x": prob_x,
+        "prob_x": prob_x,  # deprecated: the old name of f_x
     }
     return Attribution(attributions, delta, aux)

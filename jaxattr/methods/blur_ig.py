@@ -182,9 +182,8 @@ def blur_integrated_gradients(
         )
 
     baseline = blur(jnp.asarray(levels[-1], dtype))
-    f_x = f(x)
-    f_baseline = f(baseline)
-    delta = result.integral.sum() - (f_x - f_baseline)
+    f_x, f_baseline = f(x), f(baseline)
+    delta = engine.completeness_delta(result.integral, f_x, f_baseline)
     aux = {
         "sigmas": sigmas,
         "alphas": jnp.asarray(1.0 - np.arange(n_steps) / n_steps, dtype),

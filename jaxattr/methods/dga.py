@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, _interpret, baselines, fast_convolutions
+from jaxattr import _checks, _interpret, baselines, engine, fast_convolutions
 from jaxattr.base import Attribution
 
 UFG_ROUTES = ("auto", "shortcut", "explicit")
@@ -322,18 +322,10 @@ def uniform_fullgrad(
     x = _checks.check_input(x, caller)
     _checks.check_choice(ufg, UFG_ROUTES, caller, "ufg")
     _checks.check_scalar_fn(f, x, caller)
-    b = _one_baseline(baseline, x, key, caller)
+    b = baselines.resolve_one(baseline, x, key, caller)
     value, phi = _ufg(f, x, b, ufg, bias_fn, caller)(x)
-    return Attribution(phi, phi.sum() - value, {"f_x": value})
-
-
-def _one_baseline(baseline, x, key, caller):
-    if isinstance(baseline, (list, tuple)):
-        raise TypeError(
-            f"{caller}: baseline must be a single baseline (masked features go to it);"
-            f" got a {type(baseline).__name__} of {len(baseline)}."
-        )
-    return baselines.resolve(baseline, x, key, caller)[0]
+    delta = engine.completeness_delta(phi, value, jnp.zeros_like(value))
+    return Attribution(phi, delta, {"f_x": value})
 
 
 def distilled_gradient_aggregation(
@@ -393,14 +385,15 @@ def distilled_gradient_aggregation(
 
     Returns:
       `Attribution` with `attributions [*x.shape]`, `delta` NaN (no completeness)
-      and `aux`: `values [N + 1]` (`f(x~(n))`, which each `phi_n` sums to) and
-      `kept [N + 1]` (mean mask applied after step `n`).
+      and `aux`: `values [N + 1]` (`f(x~(n))`, which each `phi_n` sums to),
+      `kept [N + 1]` (mean mask applied after step `n`) and `f_x` (`values[0]`).
 
     Raises:
-      TypeError: for a list of baselines or a bad `x`.
-      ValueError: for an unknown `ufg`/`mask_features`, a non-piecewise-linear `f`
-        with `ufg="auto"` and no `bias_fn`, `ufg="explicit"` without `bias_fn`,
-        `n_steps < 1`, or a non-finite `x`.
+      TypeError: for a bad `x`.
+      ValueError: for a list of several baselines, an unknown `ufg` or
+        `mask_features`, a non-piecewise-linear `f` with `ufg="auto"` and no
+        `bias_fn`, `ufg="explicit"` without `bias_fn`, `n_steps < 1`, or a
+        non-finite `x`.
     """
     caller = "distilled_gradient_aggregation"
     x = _checks.check_input(x, caller)
@@ -413,7 +406,7 @@ def distilled_gradient_aggregation(
             f"{caller}: mask_features='pixels' needs a channel axis (x.ndim >= 2);"
             f" got x.shape={tuple(x.shape)}."
         )
-    b = _one_baseline(baseline, x, key, caller)
+    b = baselines.resolve_one(baseline, x, key, caller)  # masked features go to it
     local = _ufg(f, x, b, ufg, bias_fn, caller)
     q = jnp.asarray(q, x.dtype)
     beta = jnp.asarray(beta, x.dtype)
@@ -441,7 +434,8 @@ def distilled_gradient_aggregation(
     steps = jnp.asarray(np.arange(n_steps + 1))
     (_, total), (values, kept) = jax.lax.scan(body, (x, jnp.zeros_like(x)), steps)
     nan = jnp.full((), jnp.nan, x.dtype)
-    return Attribution(total, nan, {"values": values, "kept": kept})
+    aux = {"values": values, "kept": kept, "f_x": values[0]}
+    return Attribution(total, nan, aux)
 
 
 def model_bias_fn(model, target, *, variables=None) -> Callable:

@@ -53,8 +53,9 @@ def expected_gradients(
     Returns:
       `Attribution` with `attributions [*x.shape]`, `delta = sum(attributions) -
       (f(x) - mean_i f(x'_i))` (Captum's sign; it vanishes only in expectation, and
-      without noise), and `aux` holding the draws `indices`, `alphas`, and `values`
-      (f at each sampled point).
+      without noise), and `aux` holding the draws `indices`, `alphas`, `values`
+      (f at each sampled point), `f_x` and `f_baseline [n_samples]` (f at each
+      drawn reference).
 
     Raises:
       ValueError, TypeError: for references that do not match `x`, draws of the
@@ -107,14 +108,19 @@ def expected_gradients(
 
     def path(alpha, draw):
         i, eps = draw
-        ref = references[i]
-        return ref + alpha * (x + stdevs * eps - ref)
+        return engine.straight_line(x + stdevs * eps, references[i])(alpha)
 
     weights = jnp.full((n_samples,), 1 / n_samples, x.dtype)
     result = engine.path_integral(
         f, path, alphas, weights, node_args=(indices, noise), batch_size=batch_size
     )
-    f_refs = jax.vmap(f)(references[indices])
-    delta = result.integral.sum() - (f(x) - f_refs.mean())
-    aux = {"indices": indices, "alphas": alphas, "values": result.values}
+    f_x, f_refs = engine.endpoint_values(f, x, references[indices])
+    delta = engine.completeness_delta(result.integral, f_x, f_refs)
+    aux = {
+        "indices": indices,
+        "alphas": alphas,
+        "values": result.values,
+        "f_x": f_x,
+        "f_baseline": f_refs,
+    }
     return Attribution(result.integral, delta, aux)

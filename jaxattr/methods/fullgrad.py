@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks
+from jaxattr import _checks, baselines
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
 
@@ -165,23 +165,26 @@ def full_gradients(
         `(x - x0) * grad_x f`. `None` (zeros) for a model taking `x` as is; for a
         model that normalises `(x - mean) / std` inside, `x0 = mean` makes the input
         term the authors' `x_n * grad_{x_n} f` and keeps the decomposition complete.
-        A scalar or an array broadcasting to `x.shape`.
+        One baseline of those `jaxattr.baselines` accepts: a scalar, an array
+        broadcasting to `x.shape`, `"normalized_zero"`, ...
       post: `"fullgrad"` (the paper's `psi`, then bilinear upsampling and a sum over
         channels and maps) or `"raw"` (the same aggregation without `psi`: signed
         channel sums of each term, upsampled; static).
       align_corners: bilinear convention (static); `True` as the authors' code.
-      key: unused; accepted for the common calling convention.
+      key: PRNG key, required only for a random baseline.
 
     Returns:
       `Attribution` with `attributions [H, W]` (the saliency; not `x.shape`),
       `delta` (scalar) `= <grad_x f, x - x0> + sum_l <grad_{z_l} f, b_l> - f(x)`, and
-      `aux`: `value` (`f(x, 0)`), `input_term [*x.shape]` (`(x - x0) * grad_x f`),
-      `bias_term` (scalar, `sum_l <grad_{z_l} f, b_l>`) and `bias_terms` (z's
-      structure, one scalar per layer).
+      `aux`: `f_x` (`f(x, 0)`; also under `value`, its deprecated old name),
+      `input_term [*x.shape]` (`(x - x0) * grad_x f`), `bias_term` (scalar,
+      `sum_l <grad_{z_l} f, b_l>`) and `bias_terms` (z's structure, one scalar
+      per layer).
 
     Raises:
       ValueError: `x` not `[H, W, C]`, `f` not scalar, `z`/`biases` structures or
-        shapes that do not match, a bad `baseline` or `post`.
+        shapes that do not match, a bad `baseline` (or a list of several), or a
+        bad `post`.
       TypeError: non-array leaves, or a non-floating `x`.
     """
     caller = "full_gradients"
@@ -198,20 +201,13 @@ def full_gradients(
         )
     _check_trees(z, biases, caller)
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), z)
-    if baseline is None:
-        x0 = jnp.zeros((), x.dtype)
-    else:
-        if not hasattr(baseline, "shape") and not isinstance(baseline, (int, float)):
-            raise TypeError(
-                f"{caller}: baseline must be None, a scalar or an array; got"
-                f" {type(baseline).__name__}."
-            )
-        x0 = jnp.asarray(baseline, x.dtype)
-        if not _checks.broadcasts_to(x0.shape, x.shape):
-            raise ValueError(
-                f"{caller}: baseline of shape {tuple(x0.shape)} does not broadcast to"
-                f" x's shape {tuple(x.shape)}."
-            )
+    shape = getattr(baseline, "shape", None)
+    if shape is not None and not _checks.broadcasts_to(shape, x.shape):
+        raise ValueError(
+            f"{caller}: baseline of shape {tuple(shape)} does not broadcast to"
+            f" x's shape {tuple(x.shape)}."
+        )
+    x0 = baselines.resolve_one(baseline, x, key, caller)
 
     out = jax.eval_shape(f, x, zeros)  # shape checked before the VJP is traced
     if not hasattr(out, "shape") or out.shape != ():
@@ -244,7 +240,8 @@ def full_gradients(
             up = _resize(post_fn(m), h, w, align_corners)
             saliency = saliency + jnp.sum(up, axis=-1)
     aux = {
-        "value": value,
+        "f_x": value,
+        "value": value,  # deprecated: the old name of f_x
         "input_term": input_term,
         "bias_term": bias_term,
         "bias_terms": jax.tree.unflatten(g_def, per_layer),

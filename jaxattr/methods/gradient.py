@@ -20,13 +20,13 @@ def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:  # noqa: A002
       key: unused; accepted so that every method has the same calling convention.
 
     Returns:
-      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"f_x": f(x)})`.
     """
     x = _checks.check_input(x, "saliency")
     _checks.check_scalar_fn(f, x, "saliency")
     value, grad = fast_convolutions(jax.value_and_grad(f))(x)
     a = jnp.abs(grad) if abs else grad
-    return Attribution(a, jnp.full((), jnp.nan, value.dtype), {"value": value})
+    return Attribution(a, jnp.full((), jnp.nan, value.dtype), {"f_x": value})
 
 
 def input_x_gradient(f, x, *, key=None) -> Attribution:
@@ -38,9 +38,9 @@ def input_x_gradient(f, x, *, key=None) -> Attribution:
       key: unused; accepted for a uniform calling convention.
 
     Returns:
-      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"f_x": f(x)})`.
     """
     x = _checks.check_input(x, "input_x_gradient")
     _checks.check_scalar_fn(f, x, "input_x_gradient")
     value, grad = fast_convolutions(jax.value_and_grad(f))(x)
-    return Attribution(x * grad, jnp.full((), jnp.nan, value.dtype), {"value": value})
+    return Attribution(x * grad, jnp.full((), jnp.nan, value.dtype), {"f_x": value})

@@ -404,7 +404,8 @@ def guided_backprop(
       key: unused; accepted for the common calling convention.
 
     Returns:
-      `Attribution(attributions=[*x.shape], delta=NaN, aux={"value": f(x)})`.
+      `Attribution(attributions=[*x.shape], delta=NaN, aux={"f_x": f(x)})`
+      (`aux["value"]`, the old name of `f_x`, is kept for now).
     """
     caller = "guided_backprop"
     x = _checks.check_input(x, caller)
@@ -413,7 +414,8 @@ def guided_backprop(
     guided_f = guided(f, max_pool=max_pool, relu6=relu6)
     value, grad = fast_convolutions(jax.value_and_grad(guided_f))(x)
     delta = jnp.full((), jnp.nan, x.dtype)
-    return Attribution(grad.astype(x.dtype), delta, {"value": value})
+    aux = {"f_x": value, "value": value}  # value: deprecated, the old name of f_x
+    return Attribution(grad.astype(x.dtype), delta, aux)
 
 
 def gnl_integrated_gradients(

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, baselines, fast_convolutions
+from jaxattr import _checks, baselines, engine, fast_convolutions
 from jaxattr.base import Attribution
 
 #: PAIR's tolerance (relative and absolute) for "the L1 target is reached".
@@ -215,9 +215,8 @@ def guided_integrated_gradients(
 
         attrs, values, inner, ends = jax.vmap(one)(refs)
         attributions = attrs.mean(0)
-        f_x = f(x)
-        f_refs = jax.vmap(f)(refs)
-        delta = attributions.sum() - (f_x - f_refs.mean())
+        f_x, f_refs = engine.endpoint_values(f, x, refs)
+        delta = engine.completeness_delta(attributions, f_x, f_refs)
         aux = {
             "values": values,
             "inner_iterations": inner,

@@ -219,17 +219,9 @@ def integrated_decision_gradients(
     dtype = x.dtype
     coarse = jnp.asarray(np.linspace(0.0, 1.0, n), dtype)
 
-    def forwards(path, alphas):
-        def one(a):
-            return jnp.zeros((), dtype), f(path(a))
-
-        return engine.chunked_sum(one, alphas, batch_size=batch_size)[1]
-
     def one_baseline(ref):
-        def path(a):
-            return ref + a * (x - ref)
-
-        coarse_values = forwards(path, coarse)
+        path = engine.straight_line(x, ref)
+        coarse_values = engine.path_values(f, path, coarse, batch_size=batch_size)
         nodes = allocate(
             coarse_values,
             m,
@@ -238,7 +230,7 @@ def integrated_decision_gradients(
         )
         alphas, widths = nodes["alphas"], nodes["widths"]
         if reference_compat:
-            values = forwards(path, alphas)
+            values = engine.path_values(f, path, alphas, batch_size=batch_size)
             step = alphas[1:] - alphas[:-1]
             nonzero = step != 0
             fd = jnp.where(
@@ -273,8 +265,7 @@ def integrated_decision_gradients(
     else:
         integral, aux = jax.lax.map(one_baseline, refs)
     attributions = integral.mean(0).astype(dtype)
-    f_x = f(x)
-    f_refs = jax.vmap(f)(refs)
-    delta = attributions.sum() - (f_x - f_refs.mean())
+    f_x, f_refs = engine.endpoint_values(f, x, refs)
+    delta = engine.completeness_delta(attributions, f_x, f_refs)
     aux.update(coarse_alphas=coarse, f_x=f_x, f_baseline=f_refs)
     return Attribution(attributions, delta, aux)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from jaxattr import _checks, baselines, engine, quadrature
 from jaxattr.base import Attribution
 
@@ -60,26 +56,21 @@ def integrated_gradients(
     n_refs = refs.shape[0]
 
     alphas, weights = quadrature.nodes_and_weights(method, n_steps)
-    dtype = x.dtype
-    node_alphas = jnp.asarray(np.tile(alphas, n_refs), dtype)
-    node_weights = jnp.asarray(np.tile(weights, n_refs) / n_refs, dtype)
-    node_refs = jnp.asarray(np.repeat(np.arange(n_refs), n_steps))
-
+    nodes = engine.baseline_nodes(alphas, weights, n_refs, x.dtype)
     result = engine.path_integral(
         f,
         engine.straight_lines(x, refs),
-        node_alphas,
-        node_weights,
-        node_args=node_refs,
+        nodes.alphas,
+        nodes.weights,
+        node_args=nodes.paths,
         batch_size=batch_size,
     )
-    f_x = f(x)
-    f_refs = jax.vmap(f)(refs)
-    delta = result.integral.sum() - (f_x - f_refs.mean())
+    f_x, f_refs = engine.endpoint_values(f, x, refs)
     aux = {
-        "alphas": node_alphas[:n_steps],
+        "alphas": nodes.alphas[:n_steps],
         "values": result.values.reshape(n_refs, n_steps),
         "f_x": f_x,
         "f_baseline": f_refs,
     }
+    delta = engine.completeness_delta(result.integral, f_x, f_refs)
     return Attribution(result.integral, delta, aux)

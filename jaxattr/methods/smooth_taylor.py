@@ -232,9 +232,8 @@ def smooth_taylor(
     )
     eps = _draw_noise(x, key, noise, n_roots, caller)
     attributions, values = _smooth_taylor(f, x, eps, sigma, batch_size)
-    f_x = f(x)
-    f_roots = values.mean()
-    delta = attributions.sum() - (f_x - f_roots)
+    f_x, f_roots = f(x), values.mean()
+    delta = engine.completeness_delta(attributions, f_x, f_roots)
     aux = {"sigma": sigma, "values": values, "f_x": f_x, "f_baseline": f_roots}
     return Attribution(attributions, delta, aux)
 

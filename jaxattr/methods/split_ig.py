@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxattr import _checks, baselines, engine, quadrature
 from jaxattr.base import Attribution
@@ -76,7 +75,8 @@ def split_integrated_gradients(
       `sum(left) - (f(gamma(b)) - f(x')) / b`. `aux`: `left` and `right` (the
       rule-weighted parts, `left + right = IG`), `split_index [K]` (the number of
       nodes in the left part of each path), `boundary [K]` (`b`), `threshold [K]`
-      (`tau`), `alphas [n_steps]`, `values [K, n_steps]`.
+      (`tau`), `alphas [n_steps]`, `values [K, n_steps]`, `f_x` and
+      `f_baseline [K]`.
 
     Raises:
       ValueError, TypeError: as `integrated_gradients`, and for an unknown `side`
@@ -108,18 +108,14 @@ def split_integrated_gradients(
 
     alphas, weights = quadrature.nodes_and_weights(method, n_steps)
     dtype = x.dtype
-    node_alphas = jnp.asarray(np.tile(alphas, n_refs), dtype)
-    node_refs = jnp.asarray(np.repeat(np.arange(n_refs), n_steps))
+    nodes = engine.baseline_nodes(alphas, weights, n_refs, dtype)
 
     # Forward pass: f along each path, to place the split.
-    _, values = engine.chunked_sum(
-        lambda item: (jnp.zeros((), dtype), f(path(*item))),
-        (node_alphas, node_refs),
-        batch_size=batch_size,
+    values = engine.path_values(
+        f, path, nodes.alphas, node_args=nodes.paths, batch_size=batch_size
     )
     values = values.reshape(n_refs, n_steps)
-    f_x = f(x)
-    f_refs = jax.vmap(f)(refs)
+    f_x, f_refs = engine.endpoint_values(f, x, refs)
     if definition == "relative":
         tau = f_refs + threshold * (f_x - f_refs)
         # "Crosses" in the direction in which f changes from x' to x.
@@ -144,9 +140,9 @@ def split_integrated_gradients(
     result = engine.path_integral(
         f,
         path,
-        node_alphas,
+        nodes.alphas,
         node_weights,
-        node_args=node_refs,
+        node_args=nodes.paths,
         batch_size=batch_size,
     )
     left, right = result.integral[0], result.integral[1]
@@ -154,20 +150,25 @@ def split_integrated_gradients(
     f_split = jax.vmap(lambda b, i: f(path(b, i)))(boundary, jnp.arange(n_refs))
     if side == "right":
         attributions = right
-        delta = right.sum() - (f_x - f_split.mean())
-    elif definition == "relative":
-        attributions = left
-        delta = left.sum() - (f_split - f_refs).mean()
+        delta = engine.completeness_delta(right, f_x, f_split)
     else:
-        attributions = result.integral[2]
-        delta = attributions.sum() - ((f_split - f_refs) / boundary).mean()
+        # The change of f over each path's left part, as one difference per path
+        # (better conditioned than a difference of means when `boundary` is small).
+        change = f_split - f_refs
+        if definition == "relative":
+            attributions = left
+        else:
+            attributions, change = result.integral[2], change / boundary
+        delta = engine.completeness_delta(attributions, change, jnp.zeros((), dtype))
     aux = {
         "left": left,
         "right": right,
         "split_index": split,
         "boundary": boundary,
         "threshold": tau,
-        "alphas": node_alphas[:n_steps],
+        "alphas": nodes.alphas[:n_steps],
         "values": values,
+        "f_x": f_x,
+        "f_baseline": f_refs,
     }
     return Attribution(attributions, delta, aux)

@@ -5,7 +5,7 @@ image to a finish image, `step` pixels at a time, all channels of a pixel togeth
 (the channel-layout bug class of Quantus#75). Image `k` is built on the fly as
 `where(rank < k * step, finish, start)` (algorithms.md §10), and the `n_steps + 1`
 images are scored as batched forward passes in chunks of `batch_size` through
-`jaxattr.engine.chunked_sum`, so memory grows with the chunk, not with the steps.
+`jaxattr.engine.chunked_map`, so memory grows with the chunk, not with the steps.
 """
 
 from __future__ import annotations
@@ -104,10 +104,10 @@ def perturbation_curve(
 
     def point(k):
         img = jnp.where(ranks < k * step, finish, start)
-        return jnp.zeros((), x.dtype), scores(img[None])[0, c]
+        return scores(img[None])[0, c]
 
     ks = jnp.arange(n_steps + 1)
-    _, curve = engine.chunked_sum(point, ks, batch_size=batch_size)
+    curve = engine.chunked_map(point, ks, batch_size=batch_size)
     fractions = jnp.minimum(ks * step, n_pix).astype(x.dtype) / n_pix
     area = (
         _common.rise_auc(curve) if auc == "normalized" else _common.trapezoid_dx1(curve)

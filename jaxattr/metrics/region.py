@@ -132,9 +132,9 @@ def aupc(
 
         def candidate(patch):
             im = jax.lax.dynamic_update_slice(img, patch, (r0, c0, 0))
-            return jnp.zeros((), x.dtype), scores(im[None])[0, t]
+            return scores(im[None])[0, t]
 
-        _, logits = engine.chunked_sum(candidate, patches, batch_size=batch_size)
+        logits = engine.chunked_map(candidate, patches, batch_size=batch_size)
         j = jnp.argmin(jnp.abs(logits - jnp.median(logits)))
         chosen = jax.lax.dynamic_update_slice(img, patches[j], (r0, c0, 0))
         img = jnp.where(valid, chosen, img)

@@ -3,7 +3,7 @@
 algorithms.md §8.2 and §8.4. Each evaluates many perturbed inputs: the model
 (sensitivity-n, infidelity) or the explainer (max-sensitivity, re-run on every
 perturbed input) is `vmap`ped over them in chunks of `batch_size` through
-`jaxattr.engine.chunked_sum`. All randomness comes from the explicit `key`.
+`jaxattr.engine.chunked_map`. All randomness comes from the explicit `key`.
 """
 
 from __future__ import annotations
@@ -115,12 +115,9 @@ def sensitivity_n(
 
         def item(m):
             img = jnp.where(m[..., None], base, x)
-            return jnp.zeros((), x.dtype), (
-                jnp.where(m, heat, 0).sum(),
-                f_x - f(img),
-            )
+            return jnp.where(m, heat, 0).sum(), f_x - f(img)
 
-        _, (sums, drops) = engine.chunked_sum(item, masks, batch_size=batch_size)
+        sums, drops = engine.chunked_map(item, masks, batch_size=batch_size)
         return sums, drops
 
     sums, drops = map(jnp.stack, zip(*[one_size(s, k) for s, k in zip(sizes, keys)]))
@@ -207,9 +204,9 @@ def sensitivity_max(
     )
 
     def item(e):
-        return jnp.zeros((), x.dtype), _norm(explain(x + e) - a_x, norm_ord) / denom
+        return _norm(explain(x + e) - a_x, norm_ord) / denom
 
-    _, sens = engine.chunked_sum(item, noise, batch_size=batch_size)
+    sens = engine.chunked_map(item, noise, batch_size=batch_size)
     return MaxSensitivity(sens.max(), sens)
 
 
@@ -310,9 +307,9 @@ def infidelity(
 
     def item(k):
         i, xp = perturb(k, x)
-        return jnp.zeros((), x.dtype), ((i * a).sum(), f_x - f(xp))
+        return (i * a).sum(), f_x - f(xp)
 
-    _, (dot, drops) = engine.chunked_sum(
+    dot, drops = engine.chunked_map(
         item, jax.random.split(key, n), batch_size=batch_size
     )
     if normalize:

@@ -236,7 +236,7 @@ def test_errors_name_the_argument():
         jaxattr.distilled_gradient_aggregation(f, XS[0], ufg="fast")
     with pytest.raises(ValueError, match="ufg='explicit' needs bias_fn"):
         jaxattr.distilled_gradient_aggregation(f, XS[0], ufg="explicit")
-    with pytest.raises(TypeError, match="single baseline"):
+    with pytest.raises(ValueError, match="single baseline"):
         jaxattr.distilled_gradient_aggregation(f, XS[0], ["black", "uniform"])
     with pytest.raises(ValueError, match="mask_features must be one of"):
         jaxattr.distilled_gradient_aggregation(f, XS[0], mask_features="channels")
