@@ -175,7 +175,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _kwargs(args, entry: registry.Method, n_classes: int) -> dict:
     """The keyword arguments of `entry`'s function that the options set."""
-    params = inspect.signature(getattr(jaxattr, entry.function)).parameters
+    params = {
+        n
+        for n, p in inspect.signature(
+            getattr(jaxattr, entry.function)
+        ).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     kw = registry.count_kwargs(entry, args.n_steps) if args.n_steps else {}
     if "batch_size" in params:
         kw["batch_size"] = args.batch_size
@@ -305,13 +311,10 @@ _RULE_METHODS = tuple(
 )
 
 
-def explain(args) -> int:
-    """Run `jaxattr explain` for parsed `args`; returns the exit status."""
+def _load_inputs(args, model) -> list:
+    """`[(name, image, label)]` at the model's input size, checked."""
     from jaxattr import models
-    from jaxattr.runs import ResultStore
 
-    entry = _check(args)
-    model = _load(args)
     size = model.input_size[0]
     # ImageNet's eval crop: short side to 256, centre 224; CIFAR images are used whole.
     resize = (
@@ -326,8 +329,15 @@ def explain(args) -> int:
     n_classes = len(model.class_names)
     if args.target != "predicted" and not 0 <= int(args.target) < n_classes:
         raise UsageError(f"--target must be in [0, {n_classes}); got {args.target}")
-    # Expected Gradients' background set: the explained images themselves (an
-    # argument, so that it is not compiled in as a constant).
+    return inputs
+
+
+def _compile(args, entry: registry.Method, model, inputs) -> tuple:
+    """`(run, extra)`: `run(model_fn, x, key, *extra) -> (predicted, probability,
+    Attribution)`, jitted and traced once on the first image, so that a method that
+    refuses these settings (e.g. DGA's shortcut on a softmax output) fails here, with
+    nothing written. `extra` is Expected Gradients' background set (the explained
+    images), an argument so that it is not compiled in as a constant."""
     extra = ()
     if entry.references:
         extra = (jnp.stack([jnp.asarray(image) for _, image, _ in inputs]),)
@@ -336,7 +346,7 @@ def explain(args) -> int:
         output=args.output,
         baseline=args.baseline if entry.baseline else None,
         model=model,
-        **_kwargs(args, entry, n_classes),
+        **_kwargs(args, entry, len(model.class_names)),
     )
 
     # The model function is an argument (a pytree holding the weights), not a
@@ -350,23 +360,29 @@ def explain(args) -> int:
         return predicted, probs[predicted], result
 
     key = jax.random.key(args.seed)
-    # Trace once before writing anything: a method that refuses these settings (e.g.
-    # DGA's shortcut on a softmax output) fails here, with nothing written.
     try:
         run.lower(model.fn, jnp.asarray(inputs[0][1]), key, *extra)
     except (ValueError, TypeError) as err:
         raise UsageError(f"--method {args.method}: {str(err).splitlines()[0]}") from err
+    return run, extra
+
+
+def explain(args) -> int:
+    """Run `jaxattr explain` for parsed `args`; returns the exit status."""
+    from jaxattr.runs import ResultStore
+
+    entry = _check(args)
+    model = _load(args)
+    inputs = _load_inputs(args, model)
+    run, extra = _compile(args, entry, model, inputs)
+    key = jax.random.key(args.seed)
     out = Path(args.out)
     settings = _settings(args, entry)
     with ResultStore(out / "results.db", EXPERIMENT, settings) as store:
         done = {image for image, _ in store.done()}
         todo = [item for item in inputs if item[0] not in done]
-        if not args.quiet and len(todo) < len(inputs):
-            print(
-                f"resuming: {len(inputs) - len(todo)} of {len(inputs)} images already"
-                " done",
-                file=sys.stderr,
-            )
+        _say(args, len(todo) < len(inputs), f"resuming: {len(inputs) - len(todo)} of"
+             f" {len(inputs)} images already done")  # fmt: skip
         start = time.perf_counter()
         for i, (name, image, label) in enumerate(todo):
             t0 = time.perf_counter()
@@ -378,34 +394,25 @@ def explain(args) -> int:
             if not args.no_figures:
                 path = out / f"{_figure_stem(name, args.method, store.config_hash)}.png"
                 row["figure"] = _figure(path, name, image, result, model, row, args)
-            store.add(
-                name,
-                args.method,
-                [
-                    {
-                        "metric": "relative_delta",
-                        "value": _number(row["relative_delta"]),
-                        "label": label,
-                        "predicted": row["predicted_index"],
-                        "seconds": row["seconds"],
-                        "extra": row,
-                    }
-                ],
-            )
+            value = _number(row["relative_delta"])
+            store.add(name, args.method, [{
+                "metric": "relative_delta", "value": value, "label": label,
+                "predicted": row["predicted_index"], "seconds": row["seconds"],
+                "extra": row,
+            }])  # fmt: skip
             _write_tables(out)
-            if not args.quiet:
-                elapsed = time.perf_counter() - start
-                eta = elapsed / (i + 1) * (len(todo) - i - 1)
-                print(
-                    f"[{i + 1}/{len(todo)}] {name}: {row['predicted_class']}"
-                    f" (p={row['probability']:.3f}) {row['seconds']:.1f}s,"
-                    f" ETA {eta:.0f}s",
-                    file=sys.stderr,
-                )
+            eta = (time.perf_counter() - start) / (i + 1) * (len(todo) - i - 1)
+            _say(args, True, f"[{i + 1}/{len(todo)}] {name}: {row['predicted_class']}"
+                 f" (p={row['probability']:.3f}) {row['seconds']:.1f}s, ETA {eta:.0f}s")  # fmt: skip
     _write_tables(out)
-    if not args.quiet:
-        print(f"wrote {out / 'results.csv'}", file=sys.stderr)
+    _say(args, True, f"wrote {out / 'results.csv'}")
     return 0
+
+
+def _say(args, when: bool, message: str) -> None:
+    """A progress line on stderr, unless `--quiet`."""
+    if when and not args.quiet:
+        print(message, file=sys.stderr)
 
 
 def _row(args, settings, model, name, predicted, prob, result) -> dict:
