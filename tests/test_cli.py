@@ -2,12 +2,16 @@
 
 import csv
 import json
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxattr import cli
+import jaxattr
+from jaxattr import cli, models, registry, runs
+from jaxattr.models import weights
 
 FAST = [
     "--model",
@@ -58,6 +62,13 @@ def test_explain_writes_figures_and_rows_then_resumes(photos, tmp_path, capsys):
     assert cli.main(["explain", str(photos), "--out", str(out), *FAST]) == 0
     assert len(read_rows(out)) == 2
     assert "2 of 2 images already done" in capsys.readouterr().err
+    # The store, not the table, says what is done: the tables are written from it.
+    (out / "results.csv").unlink()
+    assert cli.main(["explain", str(photos), "--out", str(out), *FAST]) == 0
+    assert "2 of 2 images already done" in capsys.readouterr().err
+    assert len(read_rows(out)) == 2
+    (run,) = runs.list_runs(out / "results.db")
+    assert run["experiment"] == "explain" and run["pairs"] == 2
     # Changed settings are new rows.
     assert (
         cli.main(
@@ -153,9 +164,10 @@ def test_a_method_refusing_the_settings_is_a_one_line_error(photos, tmp_path, ca
 
 def test_model_methods_refuse_another_output(photos, tmp_path, capsys):
     argv = ["explain", str(photos), "--out", str(tmp_path / "o"), *FAST]
-    assert cli.main([*argv, "--method", "fullgrad", "--output", "softmax"]) == 2
+    argv += ["--method", "full_gradients", "--output", "softmax"]
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("jaxattr explain: error: --output softmax: fullgrad")
+    assert err.startswith("jaxattr explain: error: --output softmax: full_gradients")
     assert not (tmp_path / "o").exists()
 
 
@@ -166,3 +178,61 @@ def test_split_options_are_recorded(photos, tmp_path):
     assert cli.main(argv) == 0
     (row,) = read_rows(out)
     assert row["baseline"] == "black; idg split, left part"
+
+
+def test_the_methods_are_the_registry_under_their_python_names():
+    assert cli.METHODS is registry.METHODS
+    for entry in cli.METHODS.values():
+        assert hasattr(jaxattr, entry.function)
+        if entry.function != "noise_tunnel":
+            assert entry.name == entry.function
+    assert "adaptive_integrated_gradients" in cli.METHODS
+    assert "fullgrad" not in cli.METHODS
+
+
+def test_old_method_name_still_works_with_a_note(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["explain", str(photos / "a.png"), "--out", str(out), "--no-figures"]
+    assert cli.main([*argv, *FAST, "--method", "fullgrad"]) == 0
+    assert "--method fullgrad is deprecated; use full_gradients" in (
+        capsys.readouterr().err
+    )
+    (row,) = read_rows(out)
+    assert row["method"] == "full_gradients"
+
+
+def test_version_model_list_and_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == jaxattr.__version__
+    assert cli.main(["explain", "--model", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == list(models.MODELS)
+    by_name = {ln.split()[0]: ln for ln in lines}
+    assert models.MODELS["resnet18"].default_weights in by_name["resnet18"]
+    assert "package" in by_name["efficientnet_lite0"]
+    with pytest.raises(SystemExit):
+        cli.main(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    # every method once, in the --method help; the step defaults shown
+    for name in cli.METHODS:
+        assert text.count(name) >= 1, name
+    assert "integrated_gradients 64" in text and "(default: gausslegendre)" in text
+
+
+def test_offline_download_names_the_url_and_the_way_round(
+    tmp_path, capsys, monkeypatch
+):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(weights, "default_cache_dir", lambda: tmp_path / "cache")
+    argv = ["explain", "--out", str(tmp_path / "o"), "--model", "cifar_resnet20"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    assert models.MODELS["cifar_resnet20"].default_weights in err
+    assert "no network" in err and "--weights PATH" in err
+    assert not (tmp_path / "o").exists()
