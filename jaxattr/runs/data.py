@@ -94,7 +94,7 @@ def assets_dir() -> Path:
     if env:
         warnings.warn(
             f"${ASSETS_ENV} is deprecated: set ${SHARED_ENV} to the folder that holds"
-            f" 'assets/' (here {str(Path(env).parent)!r}) instead.",
+            " 'assets/' instead.",
             DeprecationWarning,
             stacklevel=2,
         )
