@@ -34,7 +34,12 @@ def from_flax(apply_fn: Callable, variables, **apply_kwargs) -> Callable:
     return lambda x: apply_fn(variables, x, **apply_kwargs)
 
 
-def _check_target_value(target, n_outputs: int, caller: str) -> None:
+def check_target_value(target, n_outputs: int, caller: str) -> None:
+    """Raises if a concrete `target` is not one integer class in `[0, n_outputs)`.
+
+    A traced `target` is not checked here (`scalar_output` turns an out-of-range
+    traced target into NaN). `caller` names the function in the message.
+    """
     if _checks.is_traced(target):
         return  # checked by the NaN fill in `_select`
     t = np.asarray(target)
@@ -65,7 +70,7 @@ def _select(outputs: jax.Array, target, caller: str) -> jax.Array:
             f"{caller}: a target index needs outputs of shape [K] per example; got"
             f" {tuple(outputs.shape)}."
         )
-    _check_target_value(target, outputs.shape[0], caller)
+    check_target_value(target, outputs.shape[0], caller)
     # A traced target out of range gives NaN values and gradients rather than a
     # clamped, wrong class.
     k = outputs.shape[0]

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from jaxattr import reductions as _reductions
 
 __all__ = [
     "METHODS",
@@ -53,7 +56,8 @@ METHODS = (
     "original_image",
 )
 SIGNS = ("absolute_value", "positive", "negative", "all")
-REDUCTIONS = ("sum", "mean", "abs_sum", "max_abs", None)
+#: Names accepted by ``reduction=`` (see :mod:`jaxattr.reductions`); ``None`` keeps channels.
+REDUCTIONS = (*_reductions.REDUCTIONS, None)
 OUTLIER_METHODS = ("mass", "quantile")
 
 
@@ -85,21 +89,39 @@ def _as_attr(attr) -> np.ndarray:
     return a
 
 
+#: viz's former meanings of two names that mean something else in
+#: `jaxattr.reductions` (and `jaxattr.metrics`): kept, with a DeprecationWarning, until
+#: the names take the shared meaning here too.
+_DEPRECATED_MEANINGS = {
+    "abs_sum": ("sum_abs", "sum_c |A|", "|sum_c A|"),
+    "max_abs": ("signed_max_abs", "the signed value of largest magnitude", "max_c |A|"),
+}
+
+
 def reduce_channels(attr, reduction: str | None = "sum") -> np.ndarray:
-    """``[H, W, C] -> [H, W]`` by ``"sum"``, ``"mean"``, ``"abs_sum"`` or ``"max_abs"``
-    (the signed value of largest magnitude); ``None`` or a 2-D map returns it unchanged."""
+    """``[H, W, C] -> [H, W]`` by a name of :data:`jaxattr.reductions.REDUCTIONS`
+    (``"sum"``, ``"mean"``, ``"sum_abs"``, ``"signed_max_abs"``, ...); ``None`` or a 2-D
+    map returns it unchanged.
+
+    Deprecated: ``"abs_sum"`` and ``"max_abs"`` keep their former meaning here
+    (``"sum_abs"`` and ``"signed_max_abs"``) with a ``DeprecationWarning``; they will
+    mean ``|sum_c A|`` and ``max_c |A|`` as everywhere else.
+    """
     _check_choice("reduction", reduction, REDUCTIONS)
     a = _as_attr(attr)
+    if reduction in _DEPRECATED_MEANINGS:
+        name, here, there = _DEPRECATED_MEANINGS[reduction]
+        warnings.warn(
+            f"jaxattr.viz: reduction={reduction!r} means {here} in viz but {there} in"
+            f" jaxattr.reductions and jaxattr.metrics; pass reduction={name!r} for the"
+            f" same map. {reduction!r} will mean {there} in viz too.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        reduction = name
     if reduction is None or a.ndim == 2:
         return a
-    if reduction == "sum":
-        return a.sum(axis=-1)
-    if reduction == "mean":
-        return a.mean(axis=-1)
-    if reduction == "abs_sum":
-        return np.abs(a).sum(axis=-1)
-    idx = np.abs(a).argmax(axis=-1)[..., None]
-    return np.take_along_axis(a, idx, axis=-1)[..., 0]
+    return _reductions.reduce(a, reduction)
 
 
 def _signed_part(a: np.ndarray, sign: str) -> np.ndarray:
@@ -220,8 +242,7 @@ def visualize_image_grayscale(attr, percentile: float = 99) -> np.ndarray:
         raise ValueError(
             f"percentile: expected a number in (0, 100], got {percentile!r}"
         )
-    m = reduce_channels(attr, "abs_sum")
-    m = np.abs(m)
+    m = np.abs(reduce_channels(attr, "sum_abs"))  # a 2-D map is returned as is
     hi, lo = float(np.percentile(m, percentile)), float(m.min())
     if hi <= lo:
         return np.zeros(m.shape, np.float32)

@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from jaxattr.runs.data import shared_dir as _shared_dir
+
+#: `$JAXATTR_SHARED`, else `shared` beside the checkout (`jaxattr.runs.data.shared_dir`).
+SHARED = _shared_dir()
 
 
 @pytest.fixture(scope="session")

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import csv
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jaxattr import data as D
 from jaxattr import images as J
+from jaxattr.runs.data import assets_dir
 
-SAMPLES = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "assets"
-    / "imagenet-sample-images"
-)
+SAMPLES = assets_dir() / "imagenet-sample-images"
 
 
 # ----------------------------------------------------------------------------- pure parts

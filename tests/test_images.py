@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from jaxattr import images as J
+from jaxattr.runs.data import assets_dir
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAMPLES = SHARED / "assets" / "imagenet-sample-images"
+SAMPLES = assets_dir() / "imagenet-sample-images"
 
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -485,9 +485,9 @@ def test_default_images_subset_and_errors(monkeypatch):
     with pytest.raises(ValueError, match="non-empty"):
         J.default_images([])
 
-    real = J._package_file
+    real = J.photos._package_file
     monkeypatch.setattr(
-        J,
+        J.photos,
         "_package_file",
         lambda pkg, rel: None if pkg == "sklearn" else real(pkg, rel),
     )
@@ -498,7 +498,7 @@ def test_default_images_subset_and_errors(monkeypatch):
         ims = J.default_images()
     assert {d.name for d in ims} == set(J.DEFAULT_IMAGE_NAMES) - {"china", "flower"}
     assert any("scikit-learn" in str(w.message) for w in caught)
-    monkeypatch.setattr(J, "_package_file", lambda pkg, rel: None)
+    monkeypatch.setattr(J.photos, "_package_file", lambda pkg, rel: None)
     with pytest.raises(ImportError, match="no default images available"):
         J.default_images()
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
+from experiments._configs import DEBUG
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -46,20 +47,13 @@ CONFIGS["cifar"] = {
     "batch_size": 64,
 }
 CONFIGS["debug"] = {
-    "model": "cifar_resnet20",
-    "weights": "random",
-    "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
-    "data": "default",
-    "size": 32,
-    "resize": 32,
-    "limit": 2,
+    **DEBUG,
     "ig_steps": 8,
     "gig": {"n_steps": 8, "fraction": 0.25, "max_dist": 0.02},
     "dga": {"n_steps": 4, "q": 0.9, "beta": 0.0},
     "space": "normalised",
     "step": 128,
     "batch_size": 16,
-    "only_correct": False,  # random weights: nothing is classified correctly
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
+from experiments._configs import DEBUG
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -37,18 +38,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
     },
     "debug": {
-        "models": ["cifar_resnet20"],
-        "weights": "random",
-        "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
-        "data": "default",
-        "size": 32,
-        "resize": 32,
-        "limit": 2,
+        **{k: v for k, v in DEBUG.items() if k != "model"},
+        "models": [DEBUG["model"]],
         "n_steps": 8,
         "max_pool": "sign_mask",
         "step": 128,
         "batch_size": 16,
-        "only_correct": False,  # random weights: nothing is classified correctly
     },
 }
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
+from experiments._configs import DEBUG
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -59,13 +60,7 @@ CONFIGS["cifar"] = {
     "agi": {"n_classes": 9, "max_iter": 20, "eps": 0.05, "from_original": True},
 }
 CONFIGS["debug"] = {
-    "model": "cifar_resnet20",
-    "weights": "random",
-    "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
-    "data": "default",
-    "size": 32,
-    "resize": 32,
-    "limit": 2,
+    **DEBUG,
     "n_steps": 8,
     "gig": {"n_steps": 8, "fraction": 0.5, "max_dist": 1.0},
     "agi": {"n_classes": 1, "max_iter": 3, "eps": 0.05, "from_original": True},
@@ -73,7 +68,6 @@ CONFIGS["debug"] = {
     "sweep_m": [],
     "step": 128,
     "batch_size": 16,
-    "only_correct": False,  # random weights: nothing is classified correctly
 }
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
+from experiments._configs import DEBUG
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -42,18 +43,11 @@ CONFIGS["cifar"] = {
     "batch_size": 50,
 }
 CONFIGS["debug"] = {
-    "model": "cifar_resnet20",
-    "weights": "random",
-    "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
-    "data": "default",
-    "size": 32,
-    "resize": 32,
-    "limit": 2,
+    **DEBUG,
     "rules": ["riemann_right", "gausslegendre"],
     "steps": [4, 16],
     "output": "logit",
     "batch_size": 16,
-    "only_correct": False,  # random weights: nothing is classified correctly
 }
 
 

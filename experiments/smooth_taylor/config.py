@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
+from experiments._configs import DEBUG
 from jaxattr.runs import Experiment
 
 _AUPC_PAPER = {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
@@ -71,13 +72,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batch_size": 50,
     },
     "debug": {
-        "model": "cifar_resnet20",
-        "weights": "random",
-        "module_kwargs": {"blocks_per_stage": 1},  # a random ResNet-8: compiles fast
-        "data": "default",
-        "size": 32,
-        "resize": 32,
-        "limit": 2,
+        **DEBUG,
         "ig_steps": 4,
         "sg": {"nt_samples": 4, "stdev_spread": 0.15},
         "n_roots": 4,
@@ -89,7 +84,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "sweep_sigmas": [0.25, 1.0],
         "units": "normalised",
         "batch_size": 4,
-        "only_correct": False,  # random weights: nothing is classified correctly
     },
 }
 

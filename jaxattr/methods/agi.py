@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
-from jaxattr.targets import _check_target_value
+from jaxattr.targets import check_target_value
 
 SELECTIONS = ("even", "random")
 
@@ -237,7 +237,7 @@ def adversarial_gradient_integration(
     if target is None:
         target = jnp.argmax(logits_fn(x))
     else:
-        _check_target_value(target, n_outputs, caller)
+        check_target_value(target, n_outputs, caller)
     target = jnp.asarray(target, jnp.int32)
     false = _resolve_classes(
         classes, n_classes, selection, key, n_outputs, target, caller

@@ -357,7 +357,7 @@ def distilled_gradient_aggregation(
       gradient per step, no bias bookkeeping. (For clamps like ReLU6 it also
       counts the saturation level as an implicit bias.)
     * `ufg="explicit"`: `B = <b, g> + bias_fn(x~)`, where `bias_fn(x) -> scalar`
-      is the caller's `sum_l <b_l, df/db_l>` (`model_bias_fn(model, target)`
+      is the caller's `sum_l <b_l, df/db_l>` (`models.model_bias_fn(model, target)`
       builds it for the `jaxattr.models` ports);
     * `ufg="auto"` (default): the shortcut when `non_piecewise_linear_ops(f, x)`
       finds no nonlinear operation on `x`; otherwise the explicit route if
@@ -438,33 +438,19 @@ def distilled_gradient_aggregation(
     return Attribution(total, nan, aux)
 
 
-def model_bias_fn(model, target, *, variables=None) -> Callable:
-    """`bias_fn` for a `jaxattr.models` port: the explicit FullGrad bias total.
+def __getattr__(name: str):
+    # Deprecated alias: methods do not import `jaxattr.models`; the model ports' bias
+    # function lives there now.
+    if name == "model_bias_fn":
+        import warnings
 
-    For the logit of `target` at one example `x` (`[H, W, 3]` pixels), `B(x) =
-    f(x) - <grad_x f, x> = sum_l <b_l, grad_{h_l} f> - <grad_x f, x0>`, where `h_l`
-    are the outputs of the bias layers (and the saturation level of ReLU6 units)
-    and `x0` the pixels the model's affine normalisation maps to zero, whose offset
-    counts as a bias (§7.7; built by `jaxattr.models.fullgrad_model`). Use it with
-    `ufg="explicit"`.
+        from jaxattr import models
 
-    Args:
-      model: a `jaxattr.models.Model`.
-      target: the class (int, may be traced).
-      variables: the model's variables, e.g. traced ones inside `jit`; default
-        `model.variables`.
-    """
-    from jaxattr.models import fullgrad_model
-
-    def bias_fn(x):
-        fg = fullgrad_model(model, target, input_shape=x.shape, variables=variables)
-        g_x, g_z = jax.grad(fg.f, argnums=(0, 1))(x, fg.zeros)
-        total = sum(
-            jnp.vdot(g, jnp.broadcast_to(b, g.shape))
-            for g, b in zip(
-                jax.tree.leaves(g_z), jax.tree.leaves(fg.biases), strict=True
-            )
+        warnings.warn(
+            "jaxattr.methods.dga.model_bias_fn moved to jaxattr.models.model_bias_fn"
+            " (same arguments); the old name will be removed.",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        return total - jnp.vdot(g_x, jnp.broadcast_to(fg.baseline, x.shape))
-
-    return bias_fn
+        return models.model_bias_fn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,21 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, filters, targets
+from jaxattr import _checks, filters, reductions, targets
 
 Array = jax.Array
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
-#: Channel reductions `[H, W, C] -> [H, W]` (algorithms.md §0: IDG and GNL rank
-#: pixels by `|sum_c A|`, SmoothTaylor uses the signed sum).
-REDUCTIONS: dict[str, Callable[[Array], Array]] = {
-    "abs_sum": lambda a: jnp.abs(a.sum(-1)),
-    "sum": lambda a: a.sum(-1),
-    "sum_abs": lambda a: jnp.abs(a).sum(-1),
-    "max_abs": lambda a: jnp.abs(a).max(-1),
-    "l2": lambda a: jnp.sqrt((a * a).sum(-1)),
-}
+#: Channel reductions `[H, W, C] -> [H, W]`, shared with `jaxattr.viz` (IDG and GNL
+#: rank pixels by `"abs_sum"`, `|sum_c A|`; SmoothTaylor uses the signed `"sum"`).
+REDUCTIONS = reductions.REDUCTIONS
 
 #: RISE's insertion blur (algorithms.md §8.1, §10): an 11x11 kernel, sigma 5.
 RISE_KLEN = 11
@@ -63,10 +57,9 @@ def heatmap(a: Array, reduction, caller: str) -> Array:
     """`[H, W, C]` (or an `[H, W]` map, returned as is) -> `[H, W]`."""
     if a.ndim == 2:
         return a
-    if callable(reduction):
-        return reduction(a)
-    _checks.check_choice(reduction, tuple(REDUCTIONS), caller, "reduction")
-    return REDUCTIONS[reduction](a)
+    if not callable(reduction):
+        _checks.check_choice(reduction, tuple(REDUCTIONS), caller, "reduction")
+    return reductions.reduce(jnp.asarray(a), reduction)
 
 
 def rise_kernel(klen: int = RISE_KLEN, nsig: float = RISE_NSIG) -> np.ndarray:

@@ -115,9 +115,34 @@ def perturbation_curve(
     return PerturbationCurve(area, curve, fractions, c)
 
 
-def _prepare(x, attributions, caller):
-    x = _common.check_image(x, caller)
-    return x, _common.check_attributions(attributions, x, caller)
+#: The four public curves: name -> (ranking order, whether pixels of `x` move into the
+#: substrate (`False`: the substrate replaces pixels of `x`)). `morf` is `deletion`
+#: under DGA's name (with Quantus' `features_in_step`); `lerf` is its ascending twin.
+CURVES: dict[str, tuple[str, bool]] = {
+    "deletion": ("descending", False),
+    "insertion": ("descending", True),
+    "morf": ("descending", False),
+    "lerf": ("ascending", False),
+}
+
+
+def _named_curve(
+    name, model_fn, x, attributions, *, target, step, perturb_baseline, mean, output,
+    reduction, auc, batch_size, key,
+) -> PerturbationCurve:  # fmt: skip
+    """The curve `name` of `CURVES`: checks, the substrate, then `perturbation_curve`."""
+    order, inserts = CURVES[name]
+    x = _common.check_image(x, name)
+    a = _common.check_attributions(attributions, x, name)
+    substrate = _common.substrate(
+        perturb_baseline, x, mean, key, name, "perturb_baseline"
+    )
+    start, finish = (substrate, x) if inserts else (x, substrate)
+    return perturbation_curve(
+        model_fn, x, a, start=start, finish=finish, order=order, target=target,
+        step=step, output=output, reduction=reduction, auc=auc,
+        batch_size=batch_size, caller=name,
+    )  # fmt: skip
 
 
 def deletion(
@@ -154,15 +179,10 @@ def deletion(
     Returns:
       `PerturbationCurve` with `curve [ceil(H W / step) + 1]`.
     """
-    caller = "deletion"
-    x, a = _prepare(x, attributions, caller)
-    finish = _common.substrate(
-        perturb_baseline, x, mean, key, caller, "perturb_baseline"
-    )
-    return perturbation_curve(
-        model_fn, x, a, start=x, finish=finish, order="descending", target=target,
-        step=step, output=output, reduction=reduction, auc=auc,
-        batch_size=batch_size, caller=caller,
+    return _named_curve(
+        "deletion", model_fn, x, attributions, target=target, step=step,
+        perturb_baseline=perturb_baseline, mean=mean, output=output,
+        reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip
 
 
@@ -188,15 +208,10 @@ def insertion(
     `_common.rise_blur`), and copies pixels of `x` in. Higher is better. Other
     arguments as `deletion`.
     """
-    caller = "insertion"
-    x, a = _prepare(x, attributions, caller)
-    start = _common.substrate(
-        perturb_baseline, x, mean, key, caller, "perturb_baseline"
-    )
-    return perturbation_curve(
-        model_fn, x, a, start=start, finish=x, order="descending", target=target,
-        step=step, output=output, reduction=reduction, auc=auc,
-        batch_size=batch_size, caller=caller,
+    return _named_curve(
+        "insertion", model_fn, x, attributions, target=target, step=step,
+        perturb_baseline=perturb_baseline, mean=mean, output=output,
+        reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip
 
 
@@ -223,15 +238,10 @@ def morf(
     `morf` equals `deletion` with the same arguments. `features_in_step` is
     Quantus' name for `step`.
     """
-    caller = "morf"
-    x, a = _prepare(x, attributions, caller)
-    finish = _common.substrate(
-        perturb_baseline, x, mean, key, caller, "perturb_baseline"
-    )
-    return perturbation_curve(
-        model_fn, x, a, start=x, finish=finish, order="descending", target=target,
-        step=features_in_step, output=output, reduction=reduction, auc=auc,
-        batch_size=batch_size, caller=caller,
+    return _named_curve(
+        "morf", model_fn, x, attributions, target=target, step=features_in_step,
+        perturb_baseline=perturb_baseline, mean=mean, output=output,
+        reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip
 
 
@@ -254,13 +264,8 @@ def lerf(
 
     As `morf`, with pixels removed in ascending order of the heat map.
     """
-    caller = "lerf"
-    x, a = _prepare(x, attributions, caller)
-    finish = _common.substrate(
-        perturb_baseline, x, mean, key, caller, "perturb_baseline"
-    )
-    return perturbation_curve(
-        model_fn, x, a, start=x, finish=finish, order="ascending", target=target,
-        step=features_in_step, output=output, reduction=reduction, auc=auc,
-        batch_size=batch_size, caller=caller,
+    return _named_curve(
+        "lerf", model_fn, x, attributions, target=target, step=features_in_step,
+        perturb_baseline=perturb_baseline, mean=mean, output=output,
+        reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip

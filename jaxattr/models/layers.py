@@ -30,6 +30,7 @@ __all__ = [
     "dense",
     "fullgrad_model",
     "max_pool",
+    "model_bias_fn",
     "relu6_with_bias",
 ]
 
@@ -335,3 +336,39 @@ def fullgrad_model(
         return logits[0, target]
 
     return FullGradInputs(f, zeros, biases, baseline)
+
+
+def model_bias_fn(
+    model: Any, target: Any, *, variables: Mapping[str, Any] | None = None
+) -> Callable[[jax.Array], jax.Array]:
+    """DGA's ``bias_fn`` for a ``jaxattr.models`` port: the explicit FullGrad bias total.
+
+    For the logit of ``target`` at one example ``x`` (``[H, W, 3]`` pixels), ``B(x) =
+    f(x) - <grad_x f, x> = sum_l <b_l, grad_{h_l} f> - <grad_x f, x0>``, where ``h_l``
+    are the outputs of the bias layers (and the saturation level of ReLU6 units) and
+    ``x0`` the pixels the model's affine normalisation maps to zero, whose offset
+    counts as a bias (built by :func:`fullgrad_model`). Use it with
+    ``jaxattr.methods.dga.uniform_fullgrad(..., ufg="explicit", bias_fn=...)``.
+
+    Args:
+      model: a :class:`jaxattr.models.Model`.
+      target: the class (int, may be traced).
+      variables: the model's variables, e.g. traced ones inside ``jit``; default
+        ``model.variables``.
+
+    Returns:
+      ``bias_fn(x) -> scalar`` for one image ``x`` ``[H, W, 3]``.
+    """
+
+    def bias_fn(x: jax.Array) -> jax.Array:
+        fg = fullgrad_model(model, target, input_shape=x.shape, variables=variables)
+        g_x, g_z = jax.grad(fg.f, argnums=(0, 1))(x, fg.zeros)
+        total = sum(
+            jnp.vdot(g, jnp.broadcast_to(b, g.shape))
+            for g, b in zip(
+                jax.tree.leaves(g_z), jax.tree.leaves(fg.biases), strict=True
+            )
+        )
+        return total - jnp.vdot(g_x, jnp.broadcast_to(fg.baseline, x.shape))
+
+    return bias_fn

@@ -11,7 +11,10 @@ Specs:
   ``cifar10-test``        ``<shared>/assets/cifar10-test-jpeg/cifar10_test_jpeg.zip``, read in place,
                           classes interleaved (``airplane/0000, automobile/0000, ...``).
 
-``<shared>`` is ``$JAXATTR_SHARED`` if set, else the ``shared`` folder beside the repository.
+``<shared>`` is ``$JAXATTR_SHARED`` if set, else the ``shared`` folder beside the repository
+(:func:`shared_dir`); its ``assets/`` folder (:func:`assets_dir`) holds the datasets and the
+checkpoints, for ``jaxattr.runs`` and ``experiments/`` alike. ``$JAXATTR_ASSETS``, the assets
+folder itself, is a deprecated override (a ``DeprecationWarning``).
 Ids are stable strings: paths relative to the folder or zip, photo names, ``NAME:SPLIT/INDEX``.
 """
 
@@ -19,9 +22,10 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 import numpy as np
@@ -66,20 +70,46 @@ class _Examples:
         return 0 if self._n is None else max(self._n - self._i, 0)
 
 
+#: The environment variable naming the folder that holds ``assets/``.
+SHARED_ENV = "JAXATTR_SHARED"
+#: Deprecated: the assets folder itself (the name ``experiments/`` used to read).
+ASSETS_ENV = "JAXATTR_ASSETS"
+
+
 def shared_dir() -> Path:
     """The ``shared`` folder: ``$JAXATTR_SHARED`` or ``<repo>/../shared`` (may not exist)."""
-    env = os.environ.get("JAXATTR_SHARED")
+    env = os.environ.get(SHARED_ENV)
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared"
 
 
+def assets_dir() -> Path:
+    """The assets folder: ``shared_dir() / "assets"`` (may not exist).
+
+    ``$JAXATTR_ASSETS``, when set, overrides it with a ``DeprecationWarning``; set
+    ``$JAXATTR_SHARED`` to the folder holding ``assets/`` instead.
+    """
+    env = os.environ.get(ASSETS_ENV)
+    if env:
+        warnings.warn(
+            f"${ASSETS_ENV} is deprecated: set ${SHARED_ENV} to the folder that holds"
+            " 'assets/' instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Path(env)
+    return shared_dir() / "assets"
+
+
 def _shared_path(rel: str, spec: str) -> Path:
-    path = shared_dir() / rel
+    """``rel`` (``assets/...``, relative to the shared folder) as a path that exists."""
+    path = assets_dir() / PurePosixPath(rel).relative_to("assets")
     if not path.exists():
         raise FileNotFoundError(
-            f"spec {spec!r}: expected {str(path)!r}, which does not exist; set "
-            f"JAXATTR_SHARED to the folder holding 'assets/' or use 'folder:PATH' / 'tfds:NAME'"
+            f"spec {spec!r}: expected {str(path)!r}, which does not exist; set"
+            f" {SHARED_ENV} to the folder holding 'assets/' or use 'folder:PATH' /"
+            " 'tfds:NAME'"
         )
     return path
 
@@ -98,7 +128,7 @@ def _folder(root: Path, spec: str, size, resize, limit, seed) -> _Examples:
     files = _images.list_images(root)
     if not files:
         raise ValueError(f"spec {spec!r}: no images found under {str(root)!r}")
-    _, label_of = _images._labeller(root, files, "auto", None)
+    _, label_of = _images.folders.labeller(root, files, "auto", None)
     chosen = _order([(f, label_of(f)) for f in files], limit, seed)
 
     def gen():
@@ -131,7 +161,7 @@ def _cifar10_test(spec: str, size, resize, limit, seed) -> _Examples:
         by_class[c][i] for i in range(depth) for c in classes if i < len(by_class[c])
     ]
     chosen = _order(names, limit, seed)
-    pil, _ = _images._pil()
+    pil, _ = _images.transforms.pillow()
 
     def gen():
         with zf:

@@ -287,7 +287,7 @@ def test_explicit_route_on_a_model_port_matches_the_shortcut():
     @jax.jit
     def both(variables, x):
         f = jaxattr.scalar_output(lambda z: model.apply(variables, z), 3)
-        bias_fn = dga.model_bias_fn(model, 3, variables=variables)
+        bias_fn = models.model_bias_fn(model, 3, variables=variables)
         short = dga.uniform_fullgrad(f, x)
         full = dga.uniform_fullgrad(f, x, ufg="explicit", bias_fn=bias_fn)
         return short, full, bias_fn(x)
@@ -298,6 +298,15 @@ def test_explicit_route_on_a_model_port_matches_the_shortcut():
     f_x = float(short.aux["f_x"])
     assert abs(float(full.delta)) < 1e-4 * max(1.0, abs(f_x))
     assert abs(float(bias)) > 1e-2 * abs(f_x)  # the bias terms matter here
+
+
+def test_model_bias_fn_moved_to_models_with_a_deprecated_alias():
+    from jaxattr import models
+
+    with pytest.warns(DeprecationWarning, match="jaxattr.models.model_bias_fn"):
+        assert dga.model_bias_fn is models.model_bias_fn
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        dga.nonexistent  # noqa: B018
 
 
 def test_masks_equal_the_sort_based_counts():

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-ASSETS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "assets").resolve()
+from jaxattr.runs.data import assets_dir
+
+ASSETS = assets_dir().resolve()
 
 
 def asset(*parts: str) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxattr.runs import Example, examples
-from jaxattr.runs.data import CIFAR10_ZIP, IMAGENET_SAMPLE
+from jaxattr.runs.data import CIFAR10_ZIP, IMAGENET_SAMPLE, assets_dir
 
 
 def _png(path, colour, hw=(10, 12)):
@@ -93,6 +93,21 @@ def test_missing_shared_assets_say_where(spec, tmp_path, monkeypatch):
         FileNotFoundError, match=rf"spec '{spec}'.*{tmp_path}.*JAXATTR_SHARED"
     ):
         examples(spec, size=32, resize=32)
+
+
+def test_one_assets_variable_and_a_deprecated_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXATTR_ASSETS", raising=False)
+    monkeypatch.setenv("JAXATTR_SHARED", str(tmp_path))
+    assert assets_dir() == tmp_path / "assets"
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("JAXATTR_ASSETS", str(elsewhere))
+    with pytest.warns(DeprecationWarning, match="set \\$JAXATTR_SHARED"):
+        assert assets_dir() == elsewhere
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(FileNotFoundError, match=str(elsewhere / "cifar10-test-jpeg")),
+    ):
+        examples("cifar10-test", size=32, resize=32)
 
 
 def test_cifar10_test_interleaves_classes(shared_dir, monkeypatch):
