@@ -90,13 +90,31 @@ def bilinear_matrix(size_in: int, size_out: int, align_corners: bool) -> np.ndar
 
 
 def _resize(a: jax.Array, h: int, w: int, align_corners: bool) -> jax.Array:
-    """`[h', w', C] -> [h, w, C]` bilinear."""
-    hi, wi = a.shape[:2]
+    """`[h', w'] -> [h, w]` bilinear (one map; `h, w` static)."""
+    hi, wi = a.shape
     if (hi, wi) == (h, w):
         return a
     mh = jnp.asarray(bilinear_matrix(hi, h, align_corners), a.dtype)
     mw = jnp.asarray(bilinear_matrix(wi, w, align_corners), a.dtype)
-    return jnp.einsum("ih,jw,hwc->ijc", mh, mw, a, precision=jax.lax.Precision.HIGHEST)
+    hp = jax.lax.Precision.HIGHEST
+    return jnp.matmul(jnp.matmul(mh, a, precision=hp), mw.T, precision=hp)
+
+
+def _upsampled_sum(maps, h: int, w: int, align_corners: bool) -> jax.Array:
+    """`sum_l up(sum_c m_l)` of `[h_l, w_l, C_l]` maps, as `[h, w]`.
+
+    Upsampling is linear and acts on the spatial axes only, so the channel sum is
+    taken before it and maps of one size are added before it: one `[h_l, w_l] -> [h,
+    w]` resize per distinct size instead of one `[h_l, w_l, C_l] -> [h, w, C_l]` per
+    layer (EfficientNet-Lite0: 82 maps, about 2e9 upsampled values, become 5 small
+    resizes). Equal to upsampling every channel up to float rounding.
+    """
+    by_size: dict[tuple[int, int], jax.Array] = {}
+    for m in maps:
+        s = jnp.sum(m, axis=-1)
+        by_size[s.shape] = by_size[s.shape] + s if s.shape in by_size else s
+    ups = [_resize(s, h, w, align_corners) for s in by_size.values()]
+    return functools.reduce(jnp.add, ups)
 
 
 def _path_names(tree) -> list[str]:
@@ -235,10 +253,9 @@ def full_gradients(
     h, w = x.shape[:2]
     post_fn = psi if post == "fullgrad" else (lambda v: v)
     saliency = jnp.sum(post_fn(input_term), axis=-1)
-    for m in maps:
-        if m.ndim == 3:
-            up = _resize(post_fn(m), h, w, align_corners)
-            saliency = saliency + jnp.sum(up, axis=-1)
+    spatial = [post_fn(m) for m in maps if m.ndim == 3]
+    if spatial:
+        saliency = saliency + _upsampled_sum(spatial, h, w, align_corners)
     aux = {
         "f_x": value,
         "value": value,  # deprecated: the old name of f_x

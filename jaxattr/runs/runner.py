@@ -3,7 +3,8 @@
 Each ``(image, method)`` is explained, scored by every metric and written in one
 transaction, so a killed run loses nothing finished and a restart computes only what is
 missing. Keys are derived from ``seed``, the image id and the method name, so a resumed run
-gives bit-identical rows.
+gives bit-identical rows. Metrics that trace to one program (e.g. DGA's MoRF and RISE
+deletion) are computed once per map and stored under each name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
@@ -83,6 +85,60 @@ def _cached(cache, fn, make):
         return make(fn)
 
 
+def _program_hash(fn, args) -> str | None:
+    """A hash of the program ``fn`` traces on ``args`` (jaxpr text and the constants of
+    it and of every nested jaxpr), or ``None`` when it cannot be shared: its last
+    argument (the PRNG key, which differs between metrics) is used, it calls back into
+    Python, or tracing fails (the real call then raises as before)."""
+    try:
+        closed = jax.make_jaxpr(fn)(*args)
+    except Exception:  # noqa: BLE001 -- the jitted call reports it
+        return None
+    key_var = closed.jaxpr.invars[-1]
+    top = closed.jaxpr
+    if any(v is key_var for e in top.eqns for v in e.invars) or any(
+        v is key_var for v in top.outvars
+    ):
+        return None
+    digest = hashlib.sha256(str(closed).encode())
+    todo: list = [closed]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (list, tuple)):
+            todo.extend(item)
+            continue
+        if isinstance(item, jcore.ClosedJaxpr):
+            for const in item.consts:
+                if jax.dtypes.issubdtype(const.dtype, jax.dtypes.prng_key):
+                    const = jax.random.key_data(const)
+                a = np.asarray(const)
+                digest.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+            item = item.jaxpr
+        if isinstance(item, jcore.Jaxpr):
+            for e in item.eqns:
+                if "callback" in e.primitive.name:
+                    return None
+                todo.extend(e.params.values())
+    return digest.hexdigest()
+
+
+def _same_metrics(metrics, args, key) -> dict[str, str]:
+    """``{name: earlier name}`` of the metrics whose programs on ``args + (key,)`` are
+    the same (same jaxpr and constants, key unused): their ``(score, curve)`` are equal by
+    construction, so the runner computes the earlier one only."""
+    first: dict[str, str] = {}
+    same = {}
+    for name, fn in metrics.items():
+        h = _program_hash(fn, (*args, key))
+        if h is None:
+            continue
+        if h in first:
+            same[name] = first[h]
+        else:
+            first[h] = name
+    return same
+
+
 def _rate(pair_times: dict[str, list[float]]) -> float:
     """Seconds per pair for the ETA: per method, the mean after its first (compiling)
     call when there is one, averaged over methods."""
@@ -113,6 +169,7 @@ def run(
     *,
     seed: int = 0,
     progress: bool = True,
+    share_metrics: bool = True,
 ) -> RunSummary:
     """Explain and score every example not yet done; returns a :class:`RunSummary`.
 
@@ -123,7 +180,12 @@ def run(
     (``model_fn`` is an argument, not a constant). The first ``keep_maps`` evaluated images
     keep their channel-summed maps and the image. Progress on stderr when ``progress``.
     ``KeyboardInterrupt``: the pair in flight is not written, a resume hint is printed, and
-    the interrupt is re-raised.
+    the interrupt is re-raised. With ``share_metrics``, metrics that trace to the same
+    program (same jaxpr and constants, key unused; e.g. DGA's MoRF and RISE deletion
+    with one substrate and step) are computed once per map and their row is written
+    under each name (values and curves identical to computing each; ``metric_seconds``
+    is the time actually spent, about 0 for the copies). Checked once per input and map
+    shape by tracing each metric.
     """
     if not isinstance(experiment, Experiment):
         raise TypeError(
@@ -147,6 +209,7 @@ def run(
     tty = progress and sys.stderr.isatty()
     seen_ids: set[str] = set()
     evaluated = 0  # images evaluated or already done, for keep_maps
+    same_by_shape: dict[tuple, dict[str, str]] = {}  # metrics sharing one program
 
     def say(msg: str, final: bool = False):
         if progress:
@@ -203,14 +266,27 @@ def run(
                 attr = jax.block_until_ready(attr)
                 seconds = time.perf_counter() - ts
                 extra = _delta_extra(delta)
-                rows = []
+                shapes = (x.shape, x.dtype, attr.shape, attr.dtype)
+                if share_metrics and shapes not in same_by_shape:
+                    same_by_shape[shapes] = same = _same_metrics(
+                        experiment.metrics, (model_fn, x, attr, target), key
+                    )
+                    if same:
+                        pairs = ", ".join(f"{a} = {b}" for a, b in same.items())
+                        say(f"same program, computed once: {pairs}", final=True)
+                same = same_by_shape.get(shapes, {})
+                rows, scored = [], {}
                 for mname, metric in metrics.items():
                     tm = time.perf_counter()
-                    score, curve = metric(
-                        model_fn, x, attr, target, metric_key(key, mname)
-                    )
-                    score = float(score)
-                    curve = None if curve is None else np.asarray(curve)
+                    if mname in same:
+                        score, curve = scored[same[mname]]
+                    else:
+                        score, curve = metric(
+                            model_fn, x, attr, target, metric_key(key, mname)
+                        )
+                        score = float(score)
+                        curve = None if curve is None else np.asarray(curve)
+                        scored[mname] = score, curve
                     rows.append({
                         "metric": mname, "value": score, "curve": curve, "label": ex.label,
                         "predicted": predicted, "seconds": seconds,

@@ -120,6 +120,36 @@ def test_saliency_matches_numpy_torch_reference(align_corners, post, linear):
         np.testing.assert_allclose(out.aux["bias_terms"][k], expected[k], rtol=1e-5)
 
 
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("post", ["fullgrad", "raw"])
+def test_maps_of_one_size_and_of_the_input_size_match_per_channel_upsampling(
+    align_corners, post
+):
+    # The saliency sums channels and same-size maps before upsampling (linear); the
+    # reference upsamples every channel of every map. Two 8x8 maps, one at the input's
+    # size (not resized), a 4x4 one, a 5x3 one, and a dense leaf (not in the map).
+    rng = np.random.default_rng(3)
+    shapes = {"a": (8, 8, 4), "b": (8, 8, 3), "c": (16, 16, 2), "d": (4, 4, 5)}
+    shapes |= {"e": (5, 3, 2), "fc": (6,)}
+    w = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    c = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    wx = rng.normal(size=(16, 16, 3)).astype(np.float32)
+    biases = {k: rng.normal(size=s[-1:]).astype(np.float32) for k, s in shapes.items()}
+    z = {k: jnp.zeros(s) for k, s in shapes.items()}
+
+    def f(x, z):
+        terms = [jnp.sum(jnp.tanh(z[k] + c[k]) * w[k]) for k in shapes]
+        return jnp.sum(jnp.tanh(x) * wx) + sum(terms)
+
+    out = full_gradients(f, X16, z, biases, post=post, align_corners=align_corners)
+    ref = reference_saliency(f, X16, z, biases, align_corners, post)
+    np.testing.assert_allclose(out.attributions, ref, rtol=1e-5, atol=1e-5)
+    # Without the 5x3 map (a zero bias) the saliency differs: every map counts.
+    no_e = {**biases, "e": np.zeros(2, np.float32)}
+    ref_without = reference_saliency(f, X16, z, no_e, align_corners, post)
+    assert np.abs(ref_without - ref).max() > 1e-3
+
+
 @pytest.mark.parametrize("size_in,size_out", [(4, 16), (7, 32), (1, 5), (8, 8), (9, 4)])
 @pytest.mark.parametrize("align_corners", [True, False])
 def test_bilinear_matrix_is_torch_interpolate(size_in, size_out, align_corners):

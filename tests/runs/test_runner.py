@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxattr.runs import ResultStore, pair_key, run
+from jaxattr.runs import Example, ResultStore, pair_key, run
+from tests.runs import common
 from tests.runs.common import Calls, comparable, make_examples, tiny_experiment
 
 CONFIG = {"model": "tiny", "steps": 16}
@@ -204,3 +205,74 @@ def test_progress_on_stderr(tmp_path, capsys):
     assert err[-1].startswith("done: 3 images, 4 pairs computed, 0 reused, 1 skipped")
     run(tiny_experiment(), iter(make_examples(1)), store, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def deletion_again(model_fn, x, a, target, key):
+    """Another function with deletion's program (the runner shares it)."""
+    return common.deletion(model_fn, x, a, target, key)
+
+
+def test_metrics_with_one_program_are_computed_once_with_identical_rows(
+    tmp_path, capsys
+):
+    metrics = {**common.METRICS, "deletion_again": deletion_again}
+    metrics["noise_again"] = common.noise  # uses its key: computed for each name
+    exp = tiny_experiment()._replace(metrics=metrics)
+    out = {}
+    for share in (False, True):
+        store = ResultStore(tmp_path / f"{share}.db", "tiny", CONFIG)
+        run(exp, make_examples(3), store, seed=7, share_metrics=share)
+        out[share] = store.rows()
+    err = capsys.readouterr().err
+    assert "same program, computed once: deletion_again = deletion\n" in err
+    assert comparable(out[True]) == comparable(out[False])
+    by = {(r["image_id"], r["method"], r["metric"]): r for r in out[True]}
+    for (image, method, metric), r in by.items():
+        if metric == "deletion_again":
+            assert r["value"] == by[image, method, "deletion"]["value"]
+        if metric == "noise_again":  # another key: another value, not a copy
+            assert r["value"] != by[image, method, "noise"]["value"]
+
+
+def test_dga_morf_and_deletion_share_one_curve():
+    """DGA's MoRF and RISE deletion (normalised-zero substrate, one step) are one
+    program, LeRF and insertion are others, for a pixel map and an [H, W] map; a
+    deletion with another substrate is not the same program."""
+    import jax.numpy as jnp
+
+    from experiments import _common as c
+    from experiments import load
+    from jaxattr.runs.runner import _same_metrics
+
+    cfg = load("dga").CONFIGS["debug"]
+    exp = load("dga").build(cfg)
+    x = jnp.asarray(make_examples(1)[0].image).repeat(4, 0).repeat(4, 1)
+    assert x.shape == (cfg["size"], cfg["size"], 3)
+    key = pair_key(0, "a", "b")
+    for a in (x * 0.5 - 0.1, x[..., 0]):
+        args = (exp.model.fn, x, a, jnp.int32(1))
+        assert _same_metrics(exp.metrics, args, key) == {"deletion": "morf"}
+    other = c.rise("deletion", mean=(0.0, 0.0, 0.0), step=cfg["step"], batch_size=16)
+    metrics = {**exp.metrics, "deletion": other}
+    assert _same_metrics(metrics, args, key) == {}
+
+
+def test_dga_rows_identical_with_and_without_sharing(tmp_path):
+    """DGA's four metrics (debug config) on the tiny model: MoRF's curve is stored
+    under deletion too, and every row equals the one computed without sharing."""
+    from experiments import load
+
+    cfg = load("dga").CONFIGS["debug"]
+    exp = load("dga").build(cfg)
+    exp = exp._replace(model=common.MODEL, methods={"gxi": common.grad_x_input})
+    images = [
+        Example(e.id, np.asarray(e.image).repeat(4, 0).repeat(4, 1), None)
+        for e in make_examples(2)
+    ]
+    rows = {}
+    for share in (False, True):
+        store = ResultStore(tmp_path / f"{share}.db", "dga", cfg)
+        run(exp, images, store, progress=False, share_metrics=share)
+        rows[share] = store.rows()
+    assert len(rows[True]) == 2 * 4
+    assert comparable(rows[True]) == comparable(rows[False])
