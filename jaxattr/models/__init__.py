@@ -30,6 +30,7 @@ from jaxattr.models import (
     efficientnet,
     layers,
     resnet,
+    torchvision_cifar,
     vgg,
     weights,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "read_torch",
     "resnet",
     "torch_to_flax",
+    "torchvision_cifar",
     "vgg",
     "weights",
 ]
@@ -205,6 +207,9 @@ def _specs() -> dict[str, ModelSpec]:
             _normalise_imagenet,
             f"{_AKA}resnet{depth}-{digest}.th",
         )
+    for name in ("cifar_vgg11_bn", "cifar_resnet18"):  # not trained yet: no weights
+        make = getattr(torchvision_cifar, name)
+        specs[name] = ModelSpec(make, (32, 32), "cifar10", _normalise_imagenet, None)
     return specs
 
 
