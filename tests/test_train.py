@@ -52,6 +52,7 @@ def test_a_few_train_steps_on_a_tiny_batch_lower_the_loss():
     data = _synthetic(16)
     key = jax.random.key(1)
 
+    @jax.jit
     def batch_loss(state):  # training-mode loss of the batch, one fixed augmentation
         x = normalise(input_pipeline.augment(key, data.images))
         logits, _ = state.apply_fn(
@@ -60,15 +61,15 @@ def test_a_few_train_steps_on_a_tiny_batch_lower_the_loss():
             train=True,
             mutable=["batch_stats"],
         )
-        return float(train.cross_entropy_loss(logits, data.labels))
+        return train.cross_entropy_loss(logits, data.labels)
 
     step = jax.jit(lambda s, k: train.train_step(s, *data, k, normalise=normalise))
-    before = batch_loss(state)
+    before = float(batch_loss(state))
     for i in range(3):
         state, metrics = step(state, jax.random.fold_in(key, i))
         assert np.isfinite(float(metrics["loss"]))
     assert int(state.step) == 3
-    assert batch_loss(state) < before
+    assert float(batch_loss(state)) < before
     # the running statistics moved off their initial values (train-mode BatchNorm)
     means = jax.tree.leaves(state.batch_stats)
     assert any(float(jnp.abs(m).max()) > 0 for m in means[::2])

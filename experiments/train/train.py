@@ -107,11 +107,18 @@ def create_model(config: Mapping[str, Any]):
         raise ValueError(
             f"create_model: model must be one of {list(DEFAULT_WIDTH)}, got {name!r}"
         )
-    spec = models.MODELS[name]
-    kwargs: dict[str, Any] = {"width": width_of(config)}
-    if "vgg" in name:
-        kwargs["dropout"] = float(config["dropout"])
-    return spec.make(**kwargs), spec.normalise
+    dropout = float(config["dropout"]) if "vgg" in name else None
+    return _model(name, width_of(config), dropout), models.MODELS[name].normalise
+
+
+@functools.cache
+def _model(name: str, width: int, dropout: float | None):
+    """One module object per setting, so that ``module.apply`` (a static field of the
+    train state) compares equal across runs and the jitted step is reused."""
+    kwargs: dict[str, Any] = {"width": width}
+    if dropout is not None:
+        kwargs["dropout"] = dropout
+    return models.MODELS[name].make(**kwargs)
 
 
 def create_learning_rate_fn(
@@ -158,12 +165,7 @@ def create_train_state(
     key: jax.Array, module, tx: optax.GradientTransformation
 ) -> TrainState:
     """Initialise ``module`` on a ``[1, 32, 32, 3]`` input with ``key``."""
-
-    @jax.jit
-    def init(key):
-        return module.init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))
-
-    variables = init(key)
+    variables = _init(module, key)
     state = TrainState.create(
         apply_fn=module.apply,
         params=variables["params"],
@@ -172,6 +174,22 @@ def create_train_state(
     )
     # an int32 array, as the train step returns it: the second step does not recompile
     return state.replace(step=jnp.asarray(0, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(module, key: jax.Array) -> Any:
+    return module.init(key, jnp.zeros((1, 32, 32, 3), jnp.float32))
+
+
+@functools.cache
+def _optimizer(
+    items: tuple[tuple[str, Any], ...], steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """:func:`create_optimizer` of a config given as sorted items, cached: the
+    optimizer is a static field of the train state, so equal settings must give the
+    same object for the jitted step to be reused (a resumed run, the tests)."""
+    config = dict(items)
+    return create_optimizer(config, create_learning_rate_fn(config, steps_per_epoch))
 
 
 # ----------------------------------------------------------------------- the steps
@@ -216,6 +234,9 @@ def train_step(
     return state, {"loss": loss, "accuracy": accuracy}
 
 
+_train_step_jit = jax.jit(train_step, static_argnames="normalise")
+
+
 def eval_step(
     apply_fn: Callable,
     variables: Any,
@@ -235,6 +256,9 @@ def eval_step(
     return correct.sum(), jnp.where(mask, losses, 0.0).sum()
 
 
+_eval_step_jit = jax.jit(eval_step, static_argnums=0, static_argnames="normalise")
+
+
 def evaluate(
     state: TrainState,
     data: input_pipeline.Dataset,
@@ -244,7 +268,7 @@ def evaluate(
 ) -> tuple[float, float]:
     """``(accuracy, mean loss)`` of ``state`` on ``data``; the last batch is padded and
     masked, so one shape compiles once."""
-    step = jax.jit(functools.partial(eval_step, state.apply_fn, normalise=normalise))
+    step = functools.partial(_eval_step_jit, state.apply_fn, normalise=normalise)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     n = len(data.labels)
     correct, loss = 0, 0.0
@@ -406,7 +430,10 @@ def train_and_evaluate(
 
     module, normalise = create_model(config)
     learning_rate_fn = create_learning_rate_fn(config, steps_per_epoch)
-    tx = create_optimizer(config, learning_rate_fn)
+    tx = _optimizer(
+        tuple(sorted((k, v) for k, v in config.items() if k not in _RESUMABLE_KEYS)),
+        steps_per_epoch,
+    )
     rng = jax.random.key(int(config["seed"]))
     ckpt = workdir / CHECKPOINT
     init_key, _, _ = jax.random.split(rng, 3)
@@ -425,7 +452,7 @@ def train_and_evaluate(
             )
         return eval_data
 
-    p_train_step = jax.jit(functools.partial(train_step, normalise=normalise))
+    p_train_step = functools.partial(_train_step_jit, normalise=normalise)
     metrics_file = workdir / "metrics.jsonl"
 
     def record(row: dict[str, Any]) -> None:

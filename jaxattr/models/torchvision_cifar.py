@@ -30,16 +30,20 @@ with batch statistics (``mutable=['batch_stats']``) and applies dropout (needs a
 the other ports. Every bias-adding layer is marked for FullGrad (see
 :mod:`jaxattr.models.layers`).
 
-Training recipe (``python -m experiments.train``, see ``experiments/train/README.md``)::
+Training recipe (``python -m experiments.train``; options, resumption, data and the
+measured step times in ``experiments/train/README.md``)::
 
     python -m experiments.train --model cifar_vgg11_bn --data cifar10-train \\
-        --workdir out/train/cifar_vgg11_bn --export out/train/cifar_vgg11_bn.npz
+        --workdir out/train/cifar_vgg11_bn --export out/train/cifar_vgg11_bn.npz --float16
     python -m experiments.train --model cifar_resnet18 --data cifar10-train \\
-        --workdir out/train/cifar_resnet18 --export out/train/cifar_resnet18.npz
+        --workdir out/train/cifar_resnet18 --export out/train/cifar_resnet18.npz --float16
 
-The default widths (:data:`DEFAULT_WIDTH`) and epochs are sized for about 90 minutes on
-a 2-core CPU. **No trained weights ship yet**: ``load('cifar_vgg11_bn')`` needs
-``weights=PATH`` (an exported ``.npz``) or ``weights='random'``.
+Seed 0; SGD (Nesterov momentum 0.9, batch 128, peak learning rate 0.1, one warm-up epoch,
+cosine to 0, weight decay 5e-4 on kernels), random crop (padding 4) and flip; VGG at
+width 32 for 12 epochs, ResNet-18 at width 16 for 40 epochs (:data:`DEFAULT_WIDTH`),
+each estimated at 41-103 minutes on a 2-core CPU from measured step times (not yet run).
+**No trained weights ship yet**: ``load('cifar_vgg11_bn')`` needs ``weights=PATH`` (an
+exported ``.npz``; add ``width=W`` for a non-default width) or ``weights='random'``.
 """
 
 from __future__ import annotations
