@@ -418,6 +418,10 @@ def train_and_evaluate(
     workdir.mkdir(parents=True, exist_ok=True)
     if train_data is None:
         train_data = input_pipeline.load(config["data"], limit=config["train_limit"])
+        log(
+            f"read {len(train_data.labels)} images of {config['data']} in "
+            f"{time.perf_counter() - start_time:.1f} s"
+        )
     n = len(train_data.labels)
     batch_size = int(config["batch_size"])
     steps_per_epoch = n // batch_size
@@ -488,12 +492,15 @@ def train_and_evaluate(
         epoch_end = step % steps_per_epoch == 0
         if step % int(config["log_every_steps"]) == 0 or step == total_steps:
             metrics = {k: float(v) for k, v in metrics.items()}
-            rate = (time.perf_counter() - timed_from) / max(timed_steps, 1)
+            rate = None
+            speed = "compiling (no ETA yet)"
+            if timed_steps:
+                rate = (time.perf_counter() - timed_from) / timed_steps
+                speed = f"{rate:.3f} s/step ETA {_hms(rate * (total_steps - step))}"
             log(
                 f"step {step}/{total_steps} epoch {step / steps_per_epoch:.2f} "
                 f"loss {metrics['loss']:.4f} acc {metrics['accuracy']:.3f} "
-                f"lr {float(learning_rate_fn(step - 1)):.4f} {rate:.3f} s/step "
-                f"ETA {_hms(rate * (total_steps - step))}"
+                f"lr {float(learning_rate_fn(step - 1)):.4f} {speed}"
             )
             record({"step": step, **metrics, "seconds_per_step": rate})
         if epoch_end or step % int(config["checkpoint_every_steps"]) == 0:
