@@ -26,6 +26,7 @@ from jaxattr.models import (
     loading,
     registry,
     resnet,
+    torchvision_cifar,
     vgg,
     weights,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "registry",
     "resnet",
     "torch_to_flax",
+    "torchvision_cifar",
     "vgg",
     "weights",
 ]

@@ -87,11 +87,23 @@ def dense(parent: nn.Module, x: jax.Array, name: str, features: int) -> jax.Arra
     return parent.perturb(name + OUT_SUFFIX, y)
 
 
-def batch_norm(parent: nn.Module, x: jax.Array, name: str, epsilon: float) -> jax.Array:
-    """Eval-mode BatchNorm over the last axis (running statistics), ``[..., C] -> [...,
-    C]``."""
+def batch_norm(
+    parent: nn.Module,
+    x: jax.Array,
+    name: str,
+    epsilon: float,
+    *,
+    use_running_average: bool = True,
+) -> jax.Array:
+    """BatchNorm over the last axis, ``[..., C] -> [..., C]``: eval mode (running
+    statistics) by default; ``use_running_average=False`` (static) normalises with the
+    batch statistics and updates the running ones (``momentum`` 0.9, PyTorch's 0.1),
+    which needs ``mutable=['batch_stats']``."""
     y = nn.BatchNorm(
-        use_running_average=True, momentum=0.9, epsilon=epsilon, name=name
+        use_running_average=use_running_average,
+        momentum=0.9,
+        epsilon=epsilon,
+        name=name,
     )(x)
     return parent.perturb(name + OUT_SUFFIX, y)
 

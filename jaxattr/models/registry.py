@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxattr.models import efficientnet, resnet, vgg
+from jaxattr.models import efficientnet, resnet, torchvision_cifar, vgg
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "ModelSpec"]
 
@@ -121,6 +121,9 @@ def _specs() -> dict[str, ModelSpec]:
             _normalise_imagenet,
             f"{_AKA}resnet{depth}-{digest}.th",
         )
+    for name in ("cifar_vgg11_bn", "cifar_resnet18"):  # not trained yet: no weights
+        make = getattr(torchvision_cifar, name)
+        specs[name] = ModelSpec(make, (32, 32), "cifar10", _normalise_imagenet, None)
     return specs
 
 
