@@ -55,15 +55,18 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """``train``: BatchNorm on the batch's statistics (static; default the
+        running ones)."""
+        norm = functools.partial(batch_norm, use_running_average=not train)
         out = conv(self, x, "conv1", self.planes, 3, stride=self.stride, padding=1)
-        out = self.act_fn(batch_norm(self, out, "bn1", BN_EPS))
+        out = self.act_fn(norm(self, out, "bn1", BN_EPS))
         out = conv(self, out, "conv2", self.planes, 3, padding=1)
-        out = batch_norm(self, out, "bn2", BN_EPS)
+        out = norm(self, out, "bn2", BN_EPS)
         identity = x
         if self.downsample:
             identity = conv(self, x, "downsample.0", self.planes, 1, stride=self.stride)
-            identity = batch_norm(self, identity, "downsample.1", BN_EPS)
+            identity = norm(self, identity, "downsample.1", BN_EPS)
         return self.act_fn(out + identity)
 
 

@@ -55,6 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxattr.models import resnet
 from jaxattr.models.layers import ActFn, PoolFn, batch_norm, conv, dense, max_pool
 from jaxattr.models.vgg import CONFIGS
 
@@ -62,7 +63,6 @@ __all__ = [
     "DEFAULT_WIDTH",
     "CifarMaxPoolResNet",
     "CifarVGG",
-    "MaxPoolBasicBlock",
     "cifar_resnet18",
     "cifar_vgg11_bn",
     "cifar_vgg13_bn",
@@ -130,29 +130,6 @@ class CifarVGG(nn.Module):
         return dense(self, x, "classifier.6", self.num_classes)
 
 
-class MaxPoolBasicBlock(nn.Module):
-    """torchvision's basic block with a ``train`` switch, ``[N, H, W, Cin] -> [N,
-    H/stride, W/stride, planes]``."""
-
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    act_fn: ActFn = nn.relu
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = functools.partial(batch_norm, use_running_average=not train)
-        out = conv(self, x, "conv1", self.planes, 3, stride=self.stride, padding=1)
-        out = self.act_fn(norm(self, out, "bn1", BN_EPS))
-        out = conv(self, out, "conv2", self.planes, 3, padding=1)
-        out = norm(self, out, "bn2", BN_EPS)
-        identity = x
-        if self.downsample:
-            identity = conv(self, x, "downsample.0", self.planes, 1, stride=self.stride)
-            identity = norm(self, identity, "downsample.1", BN_EPS)
-        return self.act_fn(out + identity)
-
-
 class CifarMaxPoolResNet(nn.Module):
     """ResNet with a 3x3/s1 stem conv and the 3x3/s2 max-pool: ``[N, 32, 32, 3]``
     normalised images -> ``[N, num_classes]``.
@@ -187,7 +164,7 @@ class CifarMaxPoolResNet(nn.Module):
             planes = w * 2**stage
             for i in range(blocks):
                 stride = 2 if (i == 0 and stage > 0) else 1
-                x = MaxPoolBasicBlock(
+                x = resnet.BasicBlock(
                     planes,
                     stride=stride,
                     downsample=i == 0 and (stride != 1 or in_planes != planes),
