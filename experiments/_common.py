@@ -217,7 +217,7 @@ def ig(
 ) -> Method:
     """Integrated Gradients (§1); `n_steps`, `rule`, `batch_size` static."""
     return registry_method(
-        "integrated_gradients", baseline=baseline, output=output, method=rule, **hyper
+        "integrated_gradients", baseline=baseline, output=output, rule=rule, **hyper
     )
 
 
@@ -232,7 +232,7 @@ def left_ig(*, baseline: Any, **hyper) -> Method:
         "split_integrated_gradients",
         baseline=baseline,
         definition="idg",
-        method="riemann_trapezoid",
+        rule="riemann_trapezoid",
         **hyper,
     )
 

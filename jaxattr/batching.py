@@ -38,7 +38,7 @@ def attribute(
       output: `"logit"`, `"softmax"` or `"log_softmax"` (static).
       key: PRNG key for stochastic methods; split into one key per example.
       **method_kwargs: the method's hyperparameters (e.g. `n_steps`, or IG's
-        quadrature `method=`; the first three arguments are positional-only).
+        quadrature `rule=`; the first three arguments are positional-only).
 
     Returns:
       An `Attribution` whose fields have a leading axis `[N]`.

@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         default="gausslegendre",
         choices=jaxattr.quadrature.RULES,
         help="the quadrature rule of integrated_gradients, gnl_ and split_ (Python:"
-        " method=) (default: %(default)s)",
+        " rule=) (default: %(default)s)",
     )
     e.add_argument(
         "--baseline",
@@ -187,8 +187,8 @@ def _kwargs(args, entry: registry.Method, n_classes: int) -> dict:
         kw["batch_size"] = args.batch_size
     if entry.function == "noise_tunnel":
         kw["nt_samples_batch_size"] = args.batch_size
-    if "method" in params:  # the quadrature rule
-        kw["method"] = args.rule
+    if "rule" in params:  # the quadrature rule
+        kw["rule"] = args.rule
     if args.stdev_spread is not None and "stdev_spread" in params:
         kw["stdev_spread"] = args.stdev_spread
     if entry.name == "split_integrated_gradients":
@@ -307,7 +307,7 @@ def _settings(args, entry: registry.Method) -> dict:
 
 
 _RULE_METHODS = tuple(
-    m.name for m in METHODS.values() if "method" in m.static and m.steps
+    m.name for m in METHODS.values() if "rule" in m.static and m.steps
 )
 
 

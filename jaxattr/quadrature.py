@@ -29,6 +29,8 @@ import functools
 
 import numpy as np
 
+from jaxattr import _deprecated
+
 RULES = (
     "riemann_left",
     "riemann_right",
@@ -42,38 +44,41 @@ RULES = (
 _MIN_NODES = {"riemann_trapezoid": 2, "captum_trapezoid": 2}
 
 
-def check_rule(method: str, n_steps: int, *, caller: str = "quadrature") -> None:
-    """Raises a `ValueError`/`TypeError` unless `method` and `n_steps` are valid."""
-    if not isinstance(method, str) or method not in RULES:
+@_deprecated.renamed(method="rule")
+def check_rule(rule: str, n_steps: int, *, caller: str = "quadrature") -> None:
+    """Raises a `ValueError`/`TypeError` unless `rule` and `n_steps` are valid.
+
+    `method=` is the deprecated name of `rule=`."""
+    if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(
-            f"{caller}: method must be one of {', '.join(RULES)}; got {method!r}."
+            f"{caller}: rule must be one of {', '.join(RULES)}; got {rule!r}."
         )
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
         raise TypeError(
             f"{caller}: n_steps must be a Python int (it sets shapes, so it is static);"
             f" got {type(n_steps).__name__} {n_steps!r}."
         )
-    low = _MIN_NODES.get(method, 1)
+    low = _MIN_NODES.get(rule, 1)
     if n_steps < low:
         raise ValueError(
-            f"{caller}: n_steps must be >= {low} for method={method!r}; got {n_steps}."
+            f"{caller}: n_steps must be >= {low} for rule={rule!r}; got {n_steps}."
         )
 
 
 @functools.lru_cache(maxsize=256)
-def _nodes_and_weights(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _nodes_and_weights(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(n, dtype=np.float64)
-    if method == "riemann_left":
+    if rule == "riemann_left":
         return k / n, np.full(n, 1.0 / n)
-    if method == "riemann_right":
+    if rule == "riemann_right":
         return (k + 1) / n, np.full(n, 1.0 / n)
-    if method == "riemann_middle":
+    if rule == "riemann_middle":
         return (k + 0.5) / n, np.full(n, 1.0 / n)
-    if method == "riemann_trapezoid":
+    if rule == "riemann_trapezoid":
         w = np.full(n, 1.0 / (n - 1))
         w[[0, -1]] /= 2
         return np.linspace(0.0, 1.0, n), w
-    if method == "captum_trapezoid":
+    if rule == "captum_trapezoid":
         w = np.full(n, 1.0 / n)
         w[[0, -1]] /= 2
         return np.linspace(0.0, 1.0, n), w
@@ -81,20 +86,21 @@ def _nodes_and_weights(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return (xi + 1) / 2, omega / 2
 
 
+@_deprecated.renamed(method="rule")
 def nodes_and_weights(
-    method: str = "gausslegendre", n_steps: int = 50
+    rule: str = "gausslegendre", n_steps: int = 50
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nodes `alphas` in [0, 1] and weights of a quadrature rule, both `[n_steps]`.
 
     Args:
-        method: a rule name from `RULES` (static).
+        rule: a rule name from `RULES` (static); `method=` is its deprecated name.
         n_steps: number of nodes, i.e. of gradient evaluations (static).
 
     Returns:
         `(alphas, weights)`: float64 NumPy arrays of shape `[n_steps]`, read-only.
     """
-    check_rule(method, n_steps, caller="nodes_and_weights")
-    alphas, weights = _nodes_and_weights(method, int(n_steps))
+    check_rule(rule, n_steps, caller="nodes_and_weights")
+    alphas, weights = _nodes_and_weights(rule, int(n_steps))
     alphas.setflags(write=False)
     weights.setflags(write=False)
     return alphas, weights

@@ -73,7 +73,7 @@ class Method(NamedTuple):
         return fn
 
 
-_PATH = ("n_steps", "method", "batch_size")
+_PATH = ("n_steps", "rule", "batch_size")
 _NT = ("nt_type", "nt_samples", "nt_samples_batch_size")
 
 
@@ -258,7 +258,7 @@ def explainer(
 
     Args:
       method: a name of `METHODS` (or a `Method`); positional only, since
-        `method=` is the quadrature rule of the path methods.
+        `method=` is the deprecated name of the path methods' quadrature `rule=`.
       output: the scalar explained for `"scalar"` methods (`jaxattr.scalar_output`'s
         `output`: `"logit"`, `"softmax"`, ... or a callable); the other methods define
         their own, and any other value than `"logit"` is an error.

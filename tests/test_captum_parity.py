@@ -72,7 +72,7 @@ def test_integrated_gradients_every_rule(captum_rule):
         jnp.array(TARGETS),
         baselines=jnp.asarray(BASE),
         n_steps=24,
-        method=RULES[captum_rule],
+        rule=RULES[captum_rule],
         batch_size=5,
     )
     assert rel_err(ours.attributions, from_torch(ref)) < 1e-4

@@ -100,9 +100,9 @@ def test_n_steps_not_an_int():
 
 def test_unknown_rule():
     with pytest.raises(
-        ValueError, match="method must be one of riemann_left.*got 'trapz'"
+        ValueError, match="rule must be one of riemann_left.*got 'trapz'"
     ):
-        jaxattr.integrated_gradients(F, X, method="trapz")
+        jaxattr.integrated_gradients(F, X, rule="trapz")
 
 
 def test_unknown_baseline_name_and_output():

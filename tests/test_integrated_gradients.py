@@ -19,7 +19,7 @@ def test_linear_function_is_exact_for_every_rule(rule, n_steps):
     f = lambda x: jnp.dot(w, x) + 0.7
     x = jnp.array([1.0, 2.0, -1.0, 0.25])
     b = jnp.array([0.2, -0.5, 0.0, 1.0])
-    r = jaxattr.integrated_gradients(f, x, b, n_steps=n_steps, method=rule)
+    r = jaxattr.integrated_gradients(f, x, b, n_steps=n_steps, rule=rule)
     np.testing.assert_allclose(r.attributions, w * (x - b), rtol=1e-6)
     assert abs(float(r.delta)) < 1e-5
 
@@ -28,7 +28,7 @@ def test_captum_trapezoid_scales_by_its_weight_sum():
     w = jnp.array([1.0, -2.0])
     f = lambda x: jnp.dot(w, x)
     x = jnp.array([1.0, 1.0])
-    r = jaxattr.integrated_gradients(f, x, n_steps=10, method="captum_trapezoid")
+    r = jaxattr.integrated_gradients(f, x, n_steps=10, rule="captum_trapezoid")
     np.testing.assert_allclose(r.attributions, 0.9 * w * x, rtol=1e-6)
 
 
@@ -40,7 +40,7 @@ def test_sum_of_squares_is_exact_for_second_order_rules(rule):
     f = lambda x: jnp.sum(x**2)
     x = jnp.array([1.0, -2.0, 3.0])
     b = jnp.array([0.5, 0.5, -1.0])
-    r = jaxattr.integrated_gradients(f, x, b, n_steps=3, method=rule)
+    r = jaxattr.integrated_gradients(f, x, b, n_steps=3, rule=rule)
     np.testing.assert_allclose(r.attributions, x**2 - b**2, rtol=1e-6)
 
 
@@ -60,7 +60,7 @@ def test_sin_matches_closed_form_to_1e_5(rule, n_steps):
         x = jnp.array([0.3, 1.7, -2.2, 3.0], jnp.float64)
         b = jnp.array([0.0, -0.4, 0.5, 1.0], jnp.float64)
         r = jaxattr.integrated_gradients(
-            lambda z: jnp.sum(jnp.sin(z)), x, b, n_steps=n_steps, method=rule
+            lambda z: jnp.sum(jnp.sin(z)), x, b, n_steps=n_steps, rule=rule
         )
         np.testing.assert_allclose(r.attributions, np.sin(x) - np.sin(b), atol=1e-5)
 
@@ -83,7 +83,7 @@ def test_error_shrinks_at_the_rules_order(rule, order):
             np.abs(
                 np.asarray(
                     jaxattr.integrated_gradients(
-                        f, x, n_steps=n, method=rule
+                        f, x, n_steps=n, rule=rule
                     ).attributions
                 )
                 - exact
@@ -114,7 +114,7 @@ def test_ig_paper_toy_relu_model(rule):
     # relu(relu(x1) - 1 - relu(x2)) at (3, 1) from 0: the gradient is (1, -1) for alpha > 1/2
     # and 0 before, so IG = (1.5, -0.5). Even node counts are symmetric about 1/2: exact.
     x = jnp.array([3.0, 1.0])
-    r = jaxattr.integrated_gradients(helpers.ig_paper_toy, x, n_steps=64, method=rule)
+    r = jaxattr.integrated_gradients(helpers.ig_paper_toy, x, n_steps=64, rule=rule)
     np.testing.assert_allclose(r.attributions, [1.5, -0.5], rtol=1e-6)
     np.testing.assert_allclose(r.delta, 0.0, atol=1e-6)
 
@@ -122,7 +122,7 @@ def test_ig_paper_toy_relu_model(rule):
 @pytest.mark.parametrize("rule", ["riemann_left", "riemann_right"])
 def test_ig_paper_toy_relu_model_first_order_rules(rule):
     x = jnp.array([3.0, 1.0])
-    r = jaxattr.integrated_gradients(helpers.ig_paper_toy, x, n_steps=64, method=rule)
+    r = jaxattr.integrated_gradients(helpers.ig_paper_toy, x, n_steps=64, rule=rule)
     np.testing.assert_allclose(r.attributions, [1.5, -0.5], atol=x.max() / 64 + 1e-6)
 
 
@@ -178,7 +178,7 @@ def test_completeness_on_a_smooth_cnn_is_at_float32_precision():
 def test_chunk_size_invariance(cnn, image, rule):
     f = jaxattr.scalar_output(cnn, 2)
     results = [
-        jaxattr.integrated_gradients(f, image, n_steps=20, method=rule, batch_size=b)
+        jaxattr.integrated_gradients(f, image, n_steps=20, rule=rule, batch_size=b)
         for b in (1, 7, 20, None)
     ]
     for r in results[1:]:
@@ -271,8 +271,45 @@ def test_blurred_baseline_matches_scipy():
 def test_path_values_are_the_outputs_along_the_path(cnn, image):
     f = jaxattr.scalar_output(cnn, 4)
     r = jaxattr.integrated_gradients(
-        f, image, n_steps=6, method="riemann_trapezoid", batch_size=4
+        f, image, n_steps=6, rule="riemann_trapezoid", batch_size=4
     )
     expected = jnp.stack([f(a * image) for a in np.linspace(0, 1, 6)])
     np.testing.assert_allclose(r.aux["values"][0], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r.aux["f_x"], expected[-1], rtol=1e-5)
+
+
+# ------------------------------------------------ method=, the deprecated name of rule=
+RULE_TAKERS = [
+    jaxattr.integrated_gradients,
+    jaxattr.split_integrated_gradients,
+    jaxattr.gnl_integrated_gradients,
+]
+
+
+@pytest.mark.parametrize("fn", RULE_TAKERS, ids=lambda fn: fn.__name__)
+def test_method_is_a_deprecated_alias_of_rule(fn):
+    f = lambda z: jnp.sum(jax.nn.relu(z) ** 3)
+    x = jnp.array([0.5, -1.0, 2.0])
+    want = fn(f, x, n_steps=5, rule="riemann_left")
+    with pytest.warns(DeprecationWarning, match="method= is deprecated; use rule="):
+        got = fn(f, x, n_steps=5, method="riemann_left")
+    np.testing.assert_array_equal(got.attributions, want.attributions)
+    np.testing.assert_array_equal(got.delta, want.delta)
+    other = fn(f, x, n_steps=5)  # the default rule differs: the alias is not ignored
+    assert not np.allclose(other.attributions, want.attributions)
+    with pytest.raises(TypeError, match="got both rule= and its deprecated name"):
+        fn(f, x, n_steps=5, rule="riemann_left", method="riemann_left")
+
+
+def test_rule_and_method_as_static_argnames_under_jit():
+    f = lambda z: jnp.sum(jnp.sin(z))
+    x = jnp.array([0.3, 1.2])
+    want = jaxattr.integrated_gradients(f, x, n_steps=4, rule="riemann_right")
+    ig = jaxattr.integrated_gradients
+    new = jax.jit(ig, static_argnums=0, static_argnames=("n_steps", "rule"))
+    got = new(f, x, n_steps=4, rule="riemann_right")
+    np.testing.assert_allclose(got.attributions, want.attributions, rtol=1e-6)
+    old = jax.jit(ig, static_argnums=0, static_argnames=("n_steps", "method"))
+    with pytest.warns(DeprecationWarning, match="method= is deprecated"):
+        got = old(f, x, n_steps=4, method="riemann_right")
+    np.testing.assert_allclose(got.attributions, want.attributions, rtol=1e-6)

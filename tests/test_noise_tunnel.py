@@ -135,7 +135,7 @@ def test_inner_quadrature_method_keyword_reaches_integrated_gradients():
         noise=noise,
         nt_samples=2,
         n_steps=4,
-        method="riemann_left",
+        rule="riemann_left",
     )
     # Left Riemann on sum(x^2) from 0 gives x^2 * (1 - 1/n) with zero noise.
     np.testing.assert_allclose(left.attributions, x**2 * 0.75, rtol=1e-6)

@@ -61,13 +61,39 @@ def test_nodes_are_read_only():
 
 
 def test_bad_rule_and_steps():
-    with pytest.raises(ValueError, match="method must be one of.*got 'simpson'"):
+    with pytest.raises(ValueError, match="rule must be one of.*got 'simpson'"):
         quadrature.nodes_and_weights("simpson", 8)
     with pytest.raises(ValueError, match="n_steps must be >= 1.*got 0"):
         quadrature.nodes_and_weights("gausslegendre", 0)
     with pytest.raises(
-        ValueError, match="n_steps must be >= 2 for method='riemann_trapezoid'"
+        ValueError, match="n_steps must be >= 2 for rule='riemann_trapezoid'"
     ):
         quadrature.nodes_and_weights("riemann_trapezoid", 1)
     with pytest.raises(TypeError, match="n_steps must be a Python int.*got float 8.0"):
         quadrature.nodes_and_weights("gausslegendre", 8.0)
+
+
+# ------------------------------------------------ method=, the deprecated name of rule=
+def test_method_is_a_deprecated_alias_of_rule():
+    want = quadrature.nodes_and_weights(rule="riemann_middle", n_steps=4)
+    with pytest.warns(DeprecationWarning, match="method= is deprecated; use rule="):
+        got = quadrature.nodes_and_weights(method="riemann_middle", n_steps=4)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    with pytest.warns(DeprecationWarning, match="method= is deprecated"):
+        quadrature.check_rule(method="gausslegendre", n_steps=3)
+
+
+def test_method_and_rule_together_is_an_error():
+    with pytest.raises(TypeError, match="got both rule= and its deprecated name"):
+        quadrature.nodes_and_weights(rule="riemann_left", method="riemann_left")
+    with pytest.raises(TypeError, match="got both rule= and its deprecated name"):
+        quadrature.check_rule("riemann_left", 4, method="riemann_left")
+
+
+def test_rule_is_in_the_signatures():
+    import inspect
+
+    for fn in (quadrature.nodes_and_weights, quadrature.check_rule):
+        params = inspect.signature(fn).parameters
+        assert "rule" in params and params["method"].default is None

@@ -47,7 +47,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, _interpret
+from jaxattr import _checks, _deprecated, _interpret
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
 from jaxattr.methods.integrated_gradients import integrated_gradients
@@ -418,13 +418,14 @@ def guided_backprop(
     return Attribution(grad.astype(x.dtype), delta, aux)
 
 
+@_deprecated.renamed(method="rule")
 def gnl_integrated_gradients(
     f,
     x,
     baseline=None,
     *,
     n_steps: int = 50,
-    method: str = "gausslegendre",
+    rule: str = "gausslegendre",
     batch_size: int | None = None,
     max_pool: str = "positive",
     relu6: bool = True,
@@ -440,7 +441,7 @@ def gnl_integrated_gradients(
     Defaults versus the authors' settings (Captum's IG defaults on normalised
     tensors, their hook code for max-pool):
 
-    * `n_steps=50`, `method="gausslegendre"`: the authors'.
+    * `n_steps=50`, `rule="gausslegendre"`: the authors'.
     * `baseline=None` (black, pixel 0): a general choice, the library-wide
       default of every path method; **not** the authors', whose "zero baseline"
       was zero in normalised space, i.e. the mean colour. Pass
@@ -456,8 +457,9 @@ def gnl_integrated_gradients(
       ReLU6; guiding it like ReLU is our extension.
 
     Args:
-      f, x, baseline, n_steps, method, batch_size, key: as `integrated_gradients`
-        (`n_steps`, `method`, `batch_size` static).
+      f, x, baseline, n_steps, rule, batch_size, key: as `integrated_gradients`
+        (`n_steps`, `rule`, `batch_size` static; `method=`: the deprecated name of
+        `rule=`).
       max_pool: `"positive"`, `"sign_mask"` or `"none"` (static).
       relu6: guide ReLU6 clamps as ReLUs (static).
 
@@ -472,7 +474,7 @@ def gnl_integrated_gradients(
         x,
         baseline,
         n_steps=n_steps,
-        method=method,
+        rule=rule,
         batch_size=batch_size,
         key=key,
     )

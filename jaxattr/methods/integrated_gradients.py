@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from jaxattr import _checks, baselines, engine, quadrature
+from jaxattr import _checks, _deprecated, baselines, engine, quadrature
 from jaxattr.base import Attribution
 
 
+@_deprecated.renamed(method="rule")
 def integrated_gradients(
     f,
     x,
     baseline=None,
     *,
     n_steps: int = 50,
-    method: str = "gausslegendre",
+    rule: str = "gausslegendre",
     batch_size: int | None = None,
     key=None,
 ) -> Attribution:
@@ -31,7 +32,8 @@ def integrated_gradients(
         `x.shape`, a `jaxattr.baselines.Baseline`, a callable `x -> array`, or a
         list of these (averaged); see `jaxattr.baselines`.
       n_steps: gradient evaluations per baseline (static).
-      method: quadrature rule, one of `jaxattr.quadrature.RULES` (static).
+      rule: quadrature rule, one of `jaxattr.quadrature.RULES` (static); Captum's
+        `method=`, accepted as a deprecated alias.
       batch_size: path nodes per chunk (static), Captum's `internal_batch_size`:
         peak memory grows with it, not with `n_steps`; `None` runs all at once.
       key: PRNG key, required only for random baselines.
@@ -44,18 +46,18 @@ def integrated_gradients(
 
     Raises:
       TypeError, ValueError: for an integer or non-finite `x`, a baseline that does
-        not broadcast to `x.shape`, `n_steps < 1`, an unknown `method`, a random
+        not broadcast to `x.shape`, `n_steps < 1`, an unknown `rule`, a random
         baseline without `key`, or `f` not returning a scalar.
     """
     caller = "integrated_gradients"
     x = _checks.check_input(x, caller)
-    quadrature.check_rule(method, n_steps, caller=caller)
+    quadrature.check_rule(rule, n_steps, caller=caller)
     batch_size = _checks.check_batch_size(batch_size, caller)
     _checks.check_scalar_fn(f, x, caller)
     refs = baselines.resolve(baseline, x, key, caller)  # [K, *x.shape]
     n_refs = refs.shape[0]
 
-    alphas, weights = quadrature.nodes_and_weights(method, n_steps)
+    alphas, weights = quadrature.nodes_and_weights(rule, n_steps)
     nodes = engine.baseline_nodes(alphas, weights, n_refs, x.dtype)
     result = engine.path_integral(
         f,

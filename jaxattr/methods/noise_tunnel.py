@@ -58,7 +58,7 @@ def noise_tunnel(
         with another library); they are scaled by the noise level.
       nt_samples_batch_size: noisy samples per chunk (static); `None` runs all.
       **method_kwargs: keyword arguments of `method` (e.g. `n_steps`, or IG's
-        quadrature `method=`; the first three arguments are positional-only).
+        quadrature `rule=`; the first three arguments are positional-only).
 
     Returns:
       `Attribution` with the smoothed `attributions [*x.shape]`, `delta

@@ -13,13 +13,13 @@ Two definitions of the split (algorithms.md §6, §3.4, decision §11b.5):
   parts are sums with the rule's weights, so each keeps its share of completeness:
   `sum(left) ~ f(gamma(b)) - f(x')`, `sum(right) ~ f(x) - f(gamma(b))`, where `b`
   is the total weight of the left nodes (the end of the left part for Riemann rules).
-  Their notebook: `n_steps=200, method="riemann_right"`. When `f(x) < f(x')` the
+  Their notebook: `n_steps=200, rule="riemann_right"`. When `f(x) < f(x')` the
   crossing is taken downwards (their `>` test assumes a rising output).
 * `"idg"` (IDG's evaluation): `tau = threshold * max_k f(gamma(alpha_k))`, default
   `threshold=0.9`, and the left attribution is `(x - x')` times the plain **mean** of
   the left gradients (not their share of the integral); at least one node is left,
   and one node when `f` never exceeds `tau` (when `max f <= 0`), as in the authors'
-  code. IDG: `n_steps=50, method="riemann_trapezoid"` (their
+  code. IDG: `n_steps=50, rule="riemann_trapezoid"` (their
   `linspace(0, 1, 50)` nodes), `baseline="normalized_zero"`.
 
 The outputs along the path are needed before the split is known, so the method
@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxattr import _checks, baselines, engine, quadrature
+from jaxattr import _checks, _deprecated, baselines, engine, quadrature
 from jaxattr.base import Attribution
 
 DEFINITIONS = ("relative", "idg")
@@ -40,6 +40,7 @@ SIDES = ("left", "right")
 _DEFAULT_THRESHOLD = {"relative": 0.5, "idg": 0.9}
 
 
+@_deprecated.renamed(method="rule")
 def split_integrated_gradients(
     f,
     x,
@@ -49,7 +50,7 @@ def split_integrated_gradients(
     definition: str = "relative",
     threshold=None,
     n_steps: int = 50,
-    method: str = "gausslegendre",
+    rule: str = "gausslegendre",
     batch_size: int | None = None,
     key=None,
 ) -> Attribution:
@@ -66,7 +67,8 @@ def split_integrated_gradients(
       definition: `"relative"` or `"idg"` (static).
       threshold: the fraction `r` of the definition; may be traced (a sweep over
         thresholds is one `vmap`). Default 0.5 (relative) or 0.9 (idg).
-      n_steps, method, batch_size, key: as in `integrated_gradients`.
+      n_steps, rule, batch_size, key: as in `integrated_gradients` (`method=`: the
+        deprecated name of `rule=`).
 
     Returns:
       `Attribution` with `attributions [*x.shape]` and `delta` of Captum's sign:
@@ -92,7 +94,7 @@ def split_integrated_gradients(
             f"{caller}: definition='idg' defines only the left part (the mean of the"
             " left gradients); got side='right'. Use definition='relative'."
         )
-    quadrature.check_rule(method, n_steps, caller=caller)
+    quadrature.check_rule(rule, n_steps, caller=caller)
     batch_size = _checks.check_batch_size(batch_size, caller)
     _checks.check_scalar_fn(f, x, caller)
     if threshold is None:
@@ -106,7 +108,7 @@ def split_integrated_gradients(
     n_refs = refs.shape[0]
     path = engine.straight_lines(x, refs)
 
-    alphas, weights = quadrature.nodes_and_weights(method, n_steps)
+    alphas, weights = quadrature.nodes_and_weights(rule, n_steps)
     dtype = x.dtype
     nodes = engine.baseline_nodes(alphas, weights, n_refs, dtype)
 

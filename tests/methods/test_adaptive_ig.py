@@ -244,7 +244,7 @@ def test_uniform_refinement_is_the_trapezoid_rule():
     assert int(r.aux["n_evals"]) == 33
     iv = np.asarray(r.aux["intervals"])[: int(r.aux["n_intervals"])]
     np.testing.assert_allclose(iv[:, 1] - iv[:, 0], 1 / 16)
-    ig = jaxattr.integrated_gradients(f, x, n_steps=33, method="riemann_trapezoid")
+    ig = jaxattr.integrated_gradients(f, x, n_steps=33, rule="riemann_trapezoid")
     np.testing.assert_allclose(r.attributions, ig.attributions, rtol=1e-5)
 
 

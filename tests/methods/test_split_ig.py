@@ -23,13 +23,13 @@ def tanh_f(x):
     return jnp.tanh(W @ x)
 
 
-@pytest.mark.parametrize("method", ["gausslegendre", "riemann_right"])
-def test_left_plus_right_is_integrated_gradients(method):
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_right"])
+def test_left_plus_right_is_integrated_gradients(rule):
     baseline = 0.2 * jnp.ones_like(X)
     r = jaxattr.split_integrated_gradients(
-        F, X, baseline, n_steps=16, method=method, batch_size=5
+        F, X, baseline, n_steps=16, rule=rule, batch_size=5
     )
-    ig = jaxattr.integrated_gradients(F, X, baseline, n_steps=16, method=method)
+    ig = jaxattr.integrated_gradients(F, X, baseline, n_steps=16, rule=rule)
     left, right = r.aux["left"], r.aux["right"]
     np.testing.assert_allclose(left + right, ig.attributions, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(r.attributions, left)
@@ -42,7 +42,7 @@ def test_closed_form_left_part():
     """f = tanh(w.x) from 0: along the path F(a) = tanh(a s), s = w.x, and the
     integral of the gradients over [0, b] is x * w * tanh(b s) / s."""
     r = jaxattr.split_integrated_gradients(
-        tanh_f, XV, n_steps=4000, method="riemann_middle", threshold=0.5
+        tanh_f, XV, n_steps=4000, rule="riemann_middle", threshold=0.5
     )
     s = float(W @ XV)
     b = float(r.aux["boundary"][0])
@@ -52,7 +52,7 @@ def test_closed_form_left_part():
     expected = np.asarray(XV * W) * np.tanh(b * s) / s
     np.testing.assert_allclose(r.attributions, expected, rtol=1e-5, atol=1e-6)
     right = jaxattr.split_integrated_gradients(
-        tanh_f, XV, side="right", n_steps=4000, method="riemann_middle"
+        tanh_f, XV, side="right", n_steps=4000, rule="riemann_middle"
     )
     np.testing.assert_allclose(
         right.attributions,
@@ -64,9 +64,9 @@ def test_closed_form_left_part():
     assert abs(float(r.delta)) < 1e-6 and abs(float(right.delta)) < 1e-6
 
 
-def np_split_ig(f, x, baseline, n_steps, method, threshold, definition):
+def np_split_ig(f, x, baseline, n_steps, rule, threshold, definition):
     """The straightforward loop: f and grad f at every node, split, sum."""
-    alphas, weights = quadrature.nodes_and_weights(method, n_steps)
+    alphas, weights = quadrature.nodes_and_weights(rule, n_steps)
     x, baseline = np.asarray(x, np.float64), np.asarray(baseline, np.float64)
     grads, values = [], []
     for a in alphas:
@@ -93,22 +93,22 @@ def np_split_ig(f, x, baseline, n_steps, method, threshold, definition):
 
 
 @pytest.mark.parametrize(
-    "definition,threshold,method",
+    "definition,threshold,rule",
     [
         ("relative", 0.5, "riemann_right"),
         ("relative", 0.95, "gausslegendre"),
         ("idg", 0.9, "riemann_trapezoid"),
     ],
 )
-def test_against_numpy_loop(definition, threshold, method):
+def test_against_numpy_loop(definition, threshold, rule):
     baseline = jnp.full_like(X, 0.1)
-    expected, cutoff = np_split_ig(F, X, baseline, 20, method, threshold, definition)
+    expected, cutoff = np_split_ig(F, X, baseline, 20, rule, threshold, definition)
     r = jaxattr.split_integrated_gradients(
         F,
         X,
         baseline,
         n_steps=20,
-        method=method,
+        rule=rule,
         definition=definition,
         threshold=threshold,
         batch_size=6,
@@ -122,7 +122,7 @@ def test_against_numpy_loop(definition, threshold, method):
 def test_falling_output_splits_downwards_and_flat_output_stays_left():
     f = lambda x: -jnp.sum(x**2)  # falls from 0 to -5 along the path
     x = jnp.array([1.0, -2.0])
-    r = jaxattr.split_integrated_gradients(f, x, n_steps=8, method="riemann_right")
+    r = jaxattr.split_integrated_gradients(f, x, n_steps=8, rule="riemann_right")
     # tau = -2.5 is passed where -5 a^2 < -2.5, i.e. a > 0.707: nodes 1/8..5/8 left
     assert int(r.aux["split_index"][0]) == 5
     # f = x0 * x1 is 0 all along the path from 0 to (1, 0): it never crosses
@@ -133,7 +133,7 @@ def test_falling_output_splits_downwards_and_flat_output_stays_left():
     np.testing.assert_array_equal(flat.aux["right"], 0)
     # IDG: the max along the path is f(x') = 0, 0.9 * 0 is never exceeded -> 1 node
     idg = jaxattr.split_integrated_gradients(
-        f, x, definition="idg", n_steps=8, method="riemann_trapezoid"
+        f, x, definition="idg", n_steps=8, rule="riemann_trapezoid"
     )
     assert int(idg.aux["split_index"][0]) == 1
     np.testing.assert_allclose(idg.attributions, 0.0, atol=1e-7)  # grad at 0 is 0
@@ -178,5 +178,5 @@ def test_errors():
         jaxattr.split_integrated_gradients(F, X, definition="idg", side="right")
     with pytest.raises(ValueError, match=r"threshold must be a scalar"):
         jaxattr.split_integrated_gradients(F, X, threshold=jnp.ones(2))
-    with pytest.raises(ValueError, match=r"method must be one of"):
-        jaxattr.split_integrated_gradients(F, X, method="simpson")
+    with pytest.raises(ValueError, match=r"rule must be one of"):
+        jaxattr.split_integrated_gradients(F, X, rule="simpson")
