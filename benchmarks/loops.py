@@ -62,7 +62,7 @@ def build(name, model, x, target, adaptive_iterations):
     from jaxattr import baselines, metrics
 
     key = jax.random.key(0)
-    aupc_kw = {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
+    aupc_kw = {"kernel_size": 15, "n_regions": 30, "n_perturb_samples": 50}
     if name == "guided_ig":
 
         def fn(model_fn, x):

@@ -15,7 +15,6 @@ Every metric has the signature `score(model_fn, x, attributions, target, key) ->
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,11 @@ import numpy as np
 
 import jaxattr
 from jaxattr import baselines, metrics, models, registry
+from jaxattr.runs.data import assets_dir
 
-#: The shared assets folder (`../shared/assets` beside the repository), or
-#: `$JAXATTR_ASSETS`.
-ASSETS = Path(
-    os.environ.get(
-        "JAXATTR_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets"
-    )
-)
+#: The shared assets folder, `jaxattr.runs.data.assets_dir()`: `assets/` in
+#: `$JAXATTR_SHARED` or in `../shared` beside the repository.
+ASSETS = assets_dir()
 _AKAMASTER = ASSETS / "cifar10-resnet-akamaster"
 
 Method = Callable[..., jaxattr.Attribution]
@@ -355,7 +351,7 @@ def pixel_flipping(
             x,
             attributions,
             target=target,
-            features_in_step=step,
+            step=step,
             mean=mean,
             batch_size=batch_size,
         )
@@ -364,10 +360,22 @@ def pixel_flipping(
     return score
 
 
+#: The configs' names of AUPC's counts (kept, so that their config hashes and stored
+#: runs stay valid) -> `metrics.aupc`'s.
+AUPC_CONFIG_NAMES = {"num_regions": "n_regions", "num_perturbs": "n_perturb_samples"}
+
+
+def aupc_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's AUPC settings as `metrics.aupc` keyword arguments."""
+    return {AUPC_CONFIG_NAMES.get(k, k): v for k, v in config.items()}
+
+
 def aupc(**kwargs) -> Metric:
-    """SmoothTaylor's AUPC (§2.3a) on the logit; lower is better. The curve keeps its
-    static length `num_regions + 1`; where no free window was left it ends early and
+    """SmoothTaylor's AUPC (§2.3a) on the logit; lower is better. `kwargs`:
+    `metrics.aupc`'s or a config's names (`aupc_kwargs`). The curve keeps its
+    static length `n_regions + 1`; where no free window was left it ends early and
     its missing points are NaN (`metrics.aupc`), as the authors' shorter curve."""
+    kwargs = aupc_kwargs(kwargs)
 
     def score(model_fn, x, attributions, target, key):
         r = metrics.aupc(model_fn, x, attributions, key=key, target=target, **kwargs)

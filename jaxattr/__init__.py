@@ -1,6 +1,15 @@
 """jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
 
-from jaxattr import baselines, engine, filters, metrics, quadrature, sharding
+from jaxattr import (
+    baselines,
+    engine,
+    filters,
+    metrics,
+    quadrature,
+    reductions,
+    registry,
+    sharding,
+)
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
@@ -56,6 +65,8 @@ __all__ = [
     "metrics",
     "noise_tunnel",
     "quadrature",
+    "reductions",
+    "registry",
     "saliency",
     "scalar_output",
     "sharding",

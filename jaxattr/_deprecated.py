@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def warn(message: str, stacklevel: int = 3) -> None:
-    """A `DeprecationWarning` pointing at the caller's caller (by default)."""
-    warnings.warn(message, DeprecationWarning, stacklevel=stacklevel)
+def warn(message: str) -> None:
+    """A `DeprecationWarning` attributed to the first caller outside jaxattr."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 
 
 def renamed(**old_to_new: str) -> Callable[[_F], _F]:
@@ -101,8 +107,7 @@ def value(given: Any, aliases: Mapping[str, str], caller: str, argument: str) ->
     if isinstance(given, str) and given in aliases:
         warn(
             f"{caller}: {argument}={given!r} is deprecated; use"
-            f" {argument}={aliases[given]!r}",
-            stacklevel=4,
+            f" {argument}={aliases[given]!r}"
         )
         return aliases[given]
     return given

@@ -151,7 +151,10 @@ def gaussian(sigma: float = 0.15, clip: tuple[float, float] | None = (0.0, 1.0))
 
 
 def blurred(sigma: float = 50.0) -> Baseline:
-    """Gaussian blur of `x` (`[H, W, C]`) with static `sigma` (Blur IG's max is 50)."""
+    """Gaussian blur of `x` (`[H, W, C]`) with static `sigma` (Blur IG's max is 50).
+
+    Not the metrics' substrate `"rise_blur"` (RISE's fixed 11 x 11 kernel of sigma 5
+    around the mean colour, `jaxattr.metrics.rise_blur`)."""
     return Baseline(lambda x, key: filters.gaussian_blur(x, sigma), False, "blurred")
 
 

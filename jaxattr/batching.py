@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, targets
+from jaxattr import _checks, _deprecated, targets
 from jaxattr.base import Attribution
 
 
+@_deprecated.renamed(baselines="baseline")
 def attribute(
     method: Callable[..., Attribution],
     model_fn: Callable[[jax.Array], jax.Array],
@@ -19,7 +20,7 @@ def attribute(
     /,
     target=None,
     *,
-    baselines=None,
+    baseline=None,
     output: str = "logit",
     key=None,
     **method_kwargs,
@@ -33,8 +34,9 @@ def attribute(
       target: `None`, an int for every example, an integer array `[N]`, or a
         callable on the model outputs `[N, K] -> [N]` such as
         `lambda z: jnp.argmax(z, -1)`, evaluated once on `inputs`.
-      baselines: `None`, anything a single example accepts (shared by all
-        examples), or an array `[N, *example_shape]` with one baseline per example.
+      baseline: `None`, anything a single example accepts (shared by all
+        examples), or an array `[N, *example_shape]` with one baseline per example
+        (`baselines=`: its deprecated name, Captum's).
       output: `"logit"`, `"softmax"` or `"log_softmax"` (static).
       key: PRNG key for stochastic methods; split into one key per example.
       **method_kwargs: the method's hyperparameters (e.g. `n_steps`, or IG's
@@ -64,13 +66,13 @@ def attribute(
             )
     if target is not None:
         target = check_target(target, inputs, model_fn, caller, n_outputs=n_outputs)
-    per_example_baseline = hasattr(baselines, "shape") and tuple(
-        baselines.shape
+    per_example_baseline = hasattr(baseline, "shape") and tuple(
+        baseline.shape
     ) == tuple(inputs.shape)
     if key is not None:
         _checks.check_key(key, caller, "the method is random")
     keys = None if key is None else jax.random.split(key, n)
-    extra = {} if baselines is None else {"baseline": baselines}
+    extra = {} if baseline is None else {"baseline": baseline}
 
     def one(x, t, b, k):
         f = targets.scalar_output(model_fn, t, output=output)
@@ -80,7 +82,7 @@ def attribute(
         return method(f, x, key=k, **kwargs)
 
     b_axis = 0 if per_example_baseline else None
-    b_arg = baselines if per_example_baseline else None
+    b_arg = baseline if per_example_baseline else None
     return jax.vmap(one, in_axes=(0, 0 if target is not None else None, b_axis, 0))(
         inputs, target, b_arg, keys
     )

@@ -41,7 +41,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxattr import _checks, batching
+from jaxattr import _checks, _deprecated, batching
 from jaxattr.base import Attribution
 
 AXIS = "batch"
@@ -272,15 +272,16 @@ def sharded(
 
 
 def _attribute_body(
-    inputs, target, baselines, *, method, model_fn, target_fn, shared, key, options
+    inputs, target, baseline, *, method, model_fn, target_fn, shared, key, options
 ):
     t = target_fn if target is None else target
-    b = shared if baselines is None else baselines
+    b = shared if baseline is None else baseline
     return batching.attribute(
-        method, model_fn, inputs, t, baselines=b, key=key, **options
+        method, model_fn, inputs, t, baseline=b, key=key, **options
     )
 
 
+@_deprecated.renamed(baselines="baseline")
 def attribute(
     method: Callable[..., Attribution],
     model_fn: Callable[[jax.Array], jax.Array],
@@ -288,7 +289,7 @@ def attribute(
     /,
     target=None,
     *,
-    baselines=None,
+    baseline=None,
     key=None,
     mesh: Mesh | None = None,
     inputs_are_process_local: bool = False,
@@ -299,7 +300,7 @@ def attribute(
     Same arguments and result as `jaxattr.attribute` (`output=` and the method's
     hyperparameters go in `**method_kwargs`, static), plus `mesh` and
     `inputs_are_process_local` of `sharded`. `inputs [N, ...]`, an array
-    `target [N]` and per-example `baselines [N, ...]` are split across devices;
+    `target [N]` and per-example `baseline [N, ...]` are split across devices;
     `model_fn` (a pytree: its weights are traced), shared baselines and `key` are
     replicated; a callable target (static: pass the same function again to reuse
     the compilation) is evaluated on the sharded batch. Per-example keys are those
@@ -327,7 +328,7 @@ def attribute(
         target = np.asarray(batching.check_target(target, inputs, model_fn, caller))
     else:
         target = None
-    per_example = hasattr(baselines, "shape") and tuple(baselines.shape) == tuple(
+    per_example = hasattr(baseline, "shape") and tuple(baseline.shape) == tuple(
         inputs.shape
     )
     if key is not None:
@@ -340,11 +341,11 @@ def attribute(
     return run(
         inputs,
         target,
-        baselines if per_example else None,
+        baseline if per_example else None,
         method=method,
         model_fn=model_fn,
         target_fn=target_fn,
-        shared=None if per_example else baselines,
+        shared=None if per_example else baseline,
         key=key,
         options=method_kwargs,
     )

@@ -165,10 +165,10 @@ plt.show()
 
 # %%
 if TINY:
-    STEP, AUPC = 32, {"kernel_size": 4, "num_regions": 3, "num_perturbs": 4}
+    STEP, AUPC = 32, {"kernel_size": 4, "n_regions": 3, "n_perturb_samples": 4}
     N_PERTURB = 4
 else:
-    STEP, AUPC = 224, {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
+    STEP, AUPC = 224, {"kernel_size": 15, "n_regions": 30, "n_perturb_samples": 50}
     N_PERTURB = 50
 
 

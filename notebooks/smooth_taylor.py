@@ -172,19 +172,19 @@ if TINY:
     AN = {
         "n_roots": 2,
         "max_iterations": 2,
-        "score_kwargs": {"kernel_size": 4, "num_regions": 2, "num_perturbs": 2},
+        "score_kwargs": {"kernel_size": 4, "n_regions": 2, "n_perturb_samples": 2},
     }
 elif ACCELERATOR:  # the authors' settings: AUPC 30 regions x 50 patches, 150 roots
     AN = {
         "n_roots": 150,
         "max_iterations": 20,
-        "score_kwargs": {"num_regions": 30, "num_perturbs": 50, "batch_size": 50},
+        "score_kwargs": {"n_regions": 30, "n_perturb_samples": 50, "batch_size": 50},
     }
 else:
     AN = {
         "n_roots": 50,
         "max_iterations": 10,
-        "score_kwargs": {"num_regions": 10, "num_perturbs": 10, "batch_size": 50},
+        "score_kwargs": {"n_regions": 10, "n_perturb_samples": 10, "batch_size": 50},
     }
 
 

@@ -70,7 +70,7 @@ def test_integrated_gradients_every_rule(captum_rule):
         JAX_MODEL,
         jnp.asarray(X),
         jnp.array(TARGETS),
-        baselines=jnp.asarray(BASE),
+        baseline=jnp.asarray(BASE),
         n_steps=24,
         rule=RULES[captum_rule],
         batch_size=5,

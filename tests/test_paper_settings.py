@@ -345,12 +345,12 @@ CHECKS = {
         ),
         "adaptive roots": lambda r: kw(r, "smooth_taylor_adaptive", "n_roots"),
         "AUPC kernel": lambda r: metric_kw(r, "aupc", "kernel_size"),
-        "AUPC regions": lambda r: metric_kw(r, "aupc", "num_regions"),
-        "AUPC perturbations": lambda r: metric_kw(r, "aupc", "num_perturbs"),
+        "AUPC regions": lambda r: metric_kw(r, "aupc", "n_regions"),
+        "AUPC perturbations": lambda r: metric_kw(r, "aupc", "n_perturb_samples"),
         "AUPC output": lambda r: metric_kw(r, "aupc", "output"),
         "adaptive AUPC settings": lambda r: [
             kw(r, "smooth_taylor_adaptive", "score_kwargs")[k]
-            for k in ("kernel_size", "num_regions", "num_perturbs")
+            for k in ("kernel_size", "n_regions", "n_perturb_samples")
         ],
         "AUTVC downscale": lambda r: metric_kw(r, "autvc", "downscale"),
         "AUTVC min size": lambda r: metric_kw(r, "autvc", "min_size"),
@@ -431,7 +431,7 @@ CHECKS = {
             {substrate(r, m) for m in ("morf", "lerf")}
         ),
         "pixels per step": lambda r: sorted(
-            {metric_kw(r, m, "features_in_step") for m in ("morf", "lerf")}
+            {metric_kw(r, m, "step") for m in ("morf", "lerf")}
             | {metric_kw(r, m, "step") for m in ("insertion", "deletion")}
         ),
         "insertion start": lambda r: metric_kw(r, "insertion", "perturb_baseline"),

@@ -76,8 +76,11 @@ def test_bad_rule_and_steps():
 # ------------------------------------------------ method=, the deprecated name of rule=
 def test_method_is_a_deprecated_alias_of_rule():
     want = quadrature.nodes_and_weights(rule="riemann_middle", n_steps=4)
-    with pytest.warns(DeprecationWarning, match="method= is deprecated; use rule="):
+    with pytest.warns(
+        DeprecationWarning, match="method= is deprecated; use rule="
+    ) as w:
         got = quadrature.nodes_and_weights(method="riemann_middle", n_steps=4)
+    assert w[0].filename == __file__  # the warning points at the caller
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     with pytest.warns(DeprecationWarning, match="method= is deprecated"):

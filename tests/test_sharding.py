@@ -238,6 +238,22 @@ def test_attribute_on_one_device_matches_jaxattr_attribute():
     np.testing.assert_allclose(got.attributions[0], 2 * x[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("attribute", [jaxattr.attribute, sharding.attribute])
+def test_baselines_is_a_deprecated_alias_of_baseline(attribute):
+    f = lambda x: jnp.stack([jnp.sum(x**2, axis=-1), jnp.sum(x, axis=-1)], -1)
+    x = jnp.linspace(0.1, 1.0, 12).reshape(4, 3)
+    t, b = np.array([0, 1, 0, 1]), jnp.full((4, 3), 0.05)
+    ig, kw = jaxattr.integrated_gradients, {"n_steps": 3}
+    want = attribute(ig, f, x, t, baseline=b, **kw)
+    with pytest.warns(DeprecationWarning, match="baselines= is deprecated; use base"):
+        got = attribute(ig, f, x, t, baselines=b, **kw)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    zero = attribute(ig, f, x, t, **kw)  # another baseline: the alias is not ignored
+    assert not np.allclose(zero.attributions, want.attributions)
+    with pytest.raises(TypeError, match="got both baseline= and its deprecated name"):
+        attribute(ig, f, x, t, baseline=b, baselines=b, **kw)
+
+
 def test_batch_errors():
     g = sharding.sharded(scale)
     with pytest.raises(

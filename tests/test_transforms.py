@@ -160,7 +160,7 @@ def test_scalar_output_with_callable_target_and_output_transforms():
 def test_per_example_baselines_in_attribute():
     bases = jnp.stack([jnp.full((8, 8, 3), v) for v in (0.0, 0.2, 0.4)])
     r = jaxattr.attribute(
-        jaxattr.integrated_gradients, MODEL, XS, TARGETS, baselines=bases, n_steps=4
+        jaxattr.integrated_gradients, MODEL, XS, TARGETS, baseline=bases, n_steps=4
     )
     for i in range(3):
         f = jaxattr.scalar_output(MODEL, int(TARGETS[i]))

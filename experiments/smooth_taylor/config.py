@@ -175,7 +175,7 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
             x,
             key=key,
             score_fn=objective,
-            score_kwargs=dict(config[objective]),
+            score_kwargs=c.aupc_kwargs(config[objective]),
             n_roots=n_roots,
             batch_size=bs,
             learning_rate=ad["learning_rate"],

@@ -414,7 +414,7 @@ def adaptive_noising(
         (`jaxattr.metrics.autvc` of the heat map), or a function
         `score_fn(f, x, attributions, key) -> scalar`, lower is better.
       score_kwargs: keyword arguments of the named score (e.g. AUPC's
-        `num_regions`, `batch_size`); only with `"aupc"` or `"autvc"`.
+        `n_regions`, `batch_size`); only with `"aupc"` or `"autvc"`.
       n_roots: roots per SmoothTaylor run (static).
       batch_size: roots per chunk (static).
       sigma_init: initial noise level (traced); default `mean(|x|)`, or

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr import _checks, filters, reductions, targets
+from jaxattr import _checks, _deprecated, filters, reductions, targets
 
 Array = jax.Array
 
@@ -104,23 +104,32 @@ def rise_blur(x: Array, center, klen: int = RISE_KLEN, nsig: float = RISE_NSIG):
     return y + center
 
 
-SUBSTRATES = ("mean", "black", "blur", "uniform")
+#: The images pixels are moved to or from: `"normalized_zero"` (the colour `mean`,
+#: `jaxattr.baselines.normalized_zero(mean)`), `"black"` and `"uniform"` (as the
+#: baselines of the same names) and `"rise_blur"` (RISE's 11 x 11 blur, `rise_blur`;
+#: not the baselines' `"blurred"`, a Gaussian of sigma 50 for Blur IG).
+SUBSTRATES = ("normalized_zero", "black", "rise_blur", "uniform")
+
+#: Old substrate names that still work, with a DeprecationWarning: old -> new.
+SUBSTRATE_ALIASES = {"mean": "normalized_zero", "blur": "rise_blur"}
 
 
 def substrate(spec, x: Array, mean, key, caller: str, name: str) -> Array:
     """The image that pixels are moved to (deletion) or from (insertion).
 
-    `"mean"`: the colour `mean` (0 in normalised space, RISE's deletion default);
-    `"black"`: pixel 0; `"blur"`: `rise_blur(x, mean)`; `"uniform"`: U[0, 1) noise
-    (needs `key`); a scalar or array broadcasting to `x.shape`; or `x -> array`.
+    `"normalized_zero"`: the colour `mean` (0 in normalised space, RISE's deletion
+    default; formerly `"mean"`); `"black"`: pixel 0; `"rise_blur"`: `rise_blur(x,
+    mean)` (formerly `"blur"`); `"uniform"`: U[0, 1) noise (needs `key`); a scalar
+    or array broadcasting to `x.shape`; or `x -> array`.
     """
     if isinstance(spec, str):
+        spec = _deprecated.value(spec, SUBSTRATE_ALIASES, caller, name)
         _checks.check_choice(spec, SUBSTRATES, caller, name)
-        if spec == "mean":
+        if spec == "normalized_zero":
             return jnp.broadcast_to(jnp.asarray(mean, x.dtype), x.shape)
         if spec == "black":
             return jnp.zeros_like(x)
-        if spec == "blur":
+        if spec == "rise_blur":
             return rise_blur(x, mean)
         _checks.check_key(key, caller, f"{name}='uniform' is random")
         return jax.random.uniform(key, x.shape, x.dtype)

@@ -47,19 +47,15 @@ def completeness(
     Args:
       f: one example -> scalar; x: one example; attributions: `x.shape`.
       baseline: anything `jaxattr.baselines` accepts (one baseline; `None` is
-        black); key: for random baselines.
+        black); a list of several raises a `ValueError`, as in every method; key:
+        for random baselines.
       rtol, atol: may be traced.
     """
     caller = "completeness"
     x = _checks.check_input(x, caller)
     a = _common.check_attributions(attributions, x, caller, spatial=False)
     _checks.check_scalar_fn(f, x, caller)
-    if isinstance(baseline, (list, tuple)):
-        raise TypeError(
-            f"{caller}: baseline must be a single baseline; got a"
-            f" {type(baseline).__name__} of {len(baseline)}."
-        )
-    ref = baselines.resolve(baseline, x, key, caller)[0]
+    ref = baselines.resolve_one(baseline, x, key, caller)  # ValueError for several
     diff = f(x) - f(ref)
     delta = a.sum() - diff
     rel = jnp.abs(delta) / jnp.abs(diff)

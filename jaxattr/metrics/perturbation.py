@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxattr import _checks, engine
+from jaxattr import _checks, _deprecated, engine
 from jaxattr.metrics import _common
 
 Array = jax.Array
@@ -117,7 +117,7 @@ def perturbation_curve(
 
 #: The four public curves: name -> (ranking order, whether pixels of `x` move into the
 #: substrate (`False`: the substrate replaces pixels of `x`)). `morf` is `deletion`
-#: under DGA's name (with Quantus' `features_in_step`); `lerf` is its ascending twin.
+#: under DGA's name; `lerf` is its ascending twin.
 CURVES: dict[str, tuple[str, bool]] = {
     "deletion": ("descending", False),
     "insertion": ("descending", True),
@@ -152,7 +152,7 @@ def deletion(
     *,
     target=None,
     step: int = 224,
-    perturb_baseline="mean",
+    perturb_baseline="normalized_zero",
     mean=_common.IMAGENET_MEAN,
     output: str = "softmax",
     reduction="abs_sum",
@@ -164,11 +164,13 @@ def deletion(
 
     Defaults are the RISE/IDG/GNL protocol: softmax of the class predicted on `x`,
     heat map `|sum_c A|`, 224 pixels per step, normalised trapezoid AUC (lower is
-    better). The substrate `perturb_baseline` (Quantus' name) defaults to `"mean"`,
-    the colour `mean` that is 0 after normalisation (RISE zeroed the normalised
-    tensor; §0). Pass `mean=(127/255,) * 3` for EfficientNet-Lite0, whose
-    normalisation is `(255 x - 127) / 128`. Also `"black"`, `"blur"`, `"uniform"`
-    (needs `key`), a scalar, an array or a callable `x -> image`.
+    better). The substrate `perturb_baseline` (Quantus' name) defaults to
+    `"normalized_zero"`, the colour `mean` that is 0 after normalisation (RISE
+    zeroed the normalised tensor; §0; `jaxattr.baselines.normalized_zero(mean)`).
+    Pass `mean=(127/255,) * 3` for EfficientNet-Lite0, whose normalisation is
+    `(255 x - 127) / 128`. Also `"black"`, `"rise_blur"`, `"uniform"` (needs `key`),
+    a scalar, an array or a callable `x -> image` (`_common.SUBSTRATES`; the old
+    names `"mean"` and `"blur"` still work, with a DeprecationWarning).
 
     Args:
       model_fn: batched `[N, H, W, C] -> [N, K]`; pass it as an argument to jitted
@@ -193,7 +195,7 @@ def insertion(
     *,
     target=None,
     step: int = 224,
-    perturb_baseline="blur",
+    perturb_baseline="rise_blur",
     mean=_common.IMAGENET_MEAN,
     output: str = "softmax",
     reduction="abs_sum",
@@ -203,9 +205,10 @@ def insertion(
 ) -> PerturbationCurve:
     """RISE insertion (algorithms.md §8.1): most relevant pixels first, into a blur.
 
-    Starts from `perturb_baseline`, by default RISE's blur (11x11 kernel, sigma 5,
-    zero padding of the *normalised* image, i.e. `mean` padding in pixel space; see
-    `_common.rise_blur`), and copies pixels of `x` in. Higher is better. Other
+    Starts from `perturb_baseline`, by default `"rise_blur"`, RISE's blur (11x11
+    kernel, sigma 5, zero padding of the *normalised* image, i.e. `mean` padding in
+    pixel space; see `_common.rise_blur`; not the baselines' `"blurred"`, a sigma-50
+    Gaussian for Blur IG), and copies pixels of `x` in. Higher is better. Other
     arguments as `deletion`.
     """
     return _named_curve(
@@ -215,14 +218,15 @@ def insertion(
     )  # fmt: skip
 
 
+@_deprecated.renamed(features_in_step="step")
 def morf(
     model_fn,
     x,
     attributions,
     *,
     target=None,
-    features_in_step: int = 224,
-    perturb_baseline="mean",
+    step: int = 224,
+    perturb_baseline="normalized_zero",
     mean=_common.IMAGENET_MEAN,
     output: str = "softmax",
     reduction="abs_sum",
@@ -235,24 +239,25 @@ def morf(
     DGA reports the area under the softmax of the target class while pixels are
     removed (lower is better); its removal value and step are not stated, so the
     defaults are RISE's deletion ones (mean colour, 224 pixels per step), and
-    `morf` equals `deletion` with the same arguments. `features_in_step` is
-    Quantus' name for `step`.
+    `morf` equals `deletion` with the same arguments. `step` is pixels per step
+    (static); `features_in_step=` (Quantus' name) is its deprecated alias.
     """
     return _named_curve(
-        "morf", model_fn, x, attributions, target=target, step=features_in_step,
+        "morf", model_fn, x, attributions, target=target, step=step,
         perturb_baseline=perturb_baseline, mean=mean, output=output,
         reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip
 
 
+@_deprecated.renamed(features_in_step="step")
 def lerf(
     model_fn,
     x,
     attributions,
     *,
     target=None,
-    features_in_step: int = 224,
-    perturb_baseline="mean",
+    step: int = 224,
+    perturb_baseline="normalized_zero",
     mean=_common.IMAGENET_MEAN,
     output: str = "softmax",
     reduction="abs_sum",
@@ -265,7 +270,7 @@ def lerf(
     As `morf`, with pixels removed in ascending order of the heat map.
     """
     return _named_curve(
-        "lerf", model_fn, x, attributions, target=target, step=features_in_step,
+        "lerf", model_fn, x, attributions, target=target, step=step,
         perturb_baseline=perturb_baseline, mean=mean, output=output,
         reduction=reduction, auc=auc, batch_size=batch_size, key=key,
     )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxattr import _checks, engine
+from jaxattr import _checks, _deprecated, engine
 from jaxattr.metrics import _common
 
 Array = jax.Array
@@ -19,14 +19,14 @@ class RegionPerturbation(NamedTuple):
     Attributes:
       score: AUPC, Simpson's rule (dx = 1) over the `n_regions + 1` valid points of
         `curve`; lower is better.
-      curve: `[num_regions + 1]` scores divided by `|s_0|`: the original score, then
-        after each region the mean score of its `num_perturbs` candidates; NaN after
+      curve: `[n_regions + 1]` scores (`n_regions` the argument) divided by `|s_0|`: the original score, then
+        after each region the mean score of its `n_perturb_samples` candidates; NaN after
         the last region perturbed (`curve[n_regions + 1:]`), where SmoothTaylor's
         curve has ended.
-      regions: `[num_regions, 2]` top-left corners (row, column) of the regions, in
+      regions: `[n_regions, 2]` top-left (the argument) corners (row, column) of the regions, in
         order; `-1` where no free window was left.
       target: the class scored.
-      n_regions: the number of regions perturbed, `<= num_regions` (int32): fewer
+      n_regions: the number of regions perturbed, `<=` the argument `n_regions` (int32): fewer
         when no free window was left (e.g. 32x32 images with 15x15 windows: at most
         4). The valid curve is `curve[: n_regions + 1]`.
     """
@@ -51,6 +51,7 @@ def window_relevance(heat: Array, kernel_size: int) -> Array:
     return sums[:-1, :-1] / (k * k)
 
 
+@_deprecated.renamed(num_regions="n_regions", num_perturbs="n_perturb_samples")
 def aupc(
     model_fn,
     x,
@@ -59,16 +60,16 @@ def aupc(
     key,
     target=None,
     kernel_size: int = 15,
-    num_regions: int = 30,
-    num_perturbs: int = 50,
+    n_regions: int = 30,
+    n_perturb_samples: int = 50,
     output: str = "logit",
     batch_size: int | None = None,
 ) -> RegionPerturbation:
     """Area under the region-perturbation curve, exactly as SmoothTaylor (§2.3(a)).
 
     Windows of `kernel_size`^2 pixels are ranked by the mean `|sum_c A|`; greedily,
-    `num_regions` times, the best window whose top-left is not within
-    `kernel_size - 1` of an earlier region's is chosen; `num_perturbs` candidate
+    `n_regions` times, the best window whose top-left is not within
+    `kernel_size - 1` of an earlier region's is chosen; `n_perturb_samples` candidate
     patches, i.i.d. U[0, 1) per pixel and channel (SmoothTaylor's draw_mode 0,
     `U[0, 255] / 255`), are pasted into the current image (perturbations
     accumulate) and scored in one batched pass; the curve records their mean score
@@ -76,7 +77,7 @@ def aupc(
     ties). Scores are logits by default, as in SmoothTaylor. The region loop is a
     `lax.scan` (each region depends on the last).
 
-    When no free window is left before `num_regions` regions, SmoothTaylor's loop
+    When no free window is left before `n_regions` regions, SmoothTaylor's loop
     stops (`if not found: break`) and its AUPC is `scipy.integrate.simps(curve,
     dx=1)` over the shorter curve. So is this one: the shapes stay static, the
     points past the end are NaN in `curve` and left out of the score, which is
@@ -89,10 +90,12 @@ def aupc(
       x: `[H, W, C]` pixels in [0, 1]; attributions: `[H, W, C]` (channels summed,
         signed) or an `[H, W]` map.
       key: PRNG key (required): region `i` draws its patches from
-        `jax.random.split(key, num_regions)[i]`, shape `[num_perturbs, k, k, C]`.
+        `jax.random.split(key, n_regions)[i]`, shape `[n_perturb_samples, k, k, C]`.
       target: class; `None`: argmax on `x` (SmoothTaylor explains the top class).
-      kernel_size, num_regions, num_perturbs, output, batch_size: static.
-      batch_size: candidates per forward pass; `None`: all `num_perturbs` at once.
+      kernel_size, n_regions, n_perturb_samples, output, batch_size: static
+        (`num_regions=`, `num_perturbs=`: deprecated names of the two counts).
+      batch_size: candidates per forward pass; `None`: all `n_perturb_samples` at
+        once.
 
     Returns:
       `RegionPerturbation` (`n_regions` says how much of `curve` is valid).
@@ -102,8 +105,8 @@ def aupc(
     a = _common.check_attributions(attributions, x, caller)
     _checks.check_key(key, caller, "candidate patches are random")
     k = _checks.check_static_int(kernel_size, caller, "kernel_size")
-    n_regions = _checks.check_static_int(num_regions, caller, "num_regions")
-    n_cand = _checks.check_static_int(num_perturbs, caller, "num_perturbs")
+    n_regions = _checks.check_static_int(n_regions, caller, "n_regions")
+    n_cand = _checks.check_static_int(n_perturb_samples, caller, "n_perturb_samples")
     batch_size = _checks.check_batch_size(batch_size, caller)
     h, w, c = x.shape
     if k >= min(h, w):

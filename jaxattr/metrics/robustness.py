@@ -73,10 +73,10 @@ def sensitivity_n(
     """Ancona et al.'s sensitivity-n: corr(sum_S R, f(x) - f(x_[S = baseline])).
 
     Features are pixels: a subset replaces all channels of its pixels by
-    `perturb_baseline` (0 = black by default, as Ancona's `x_S = 0`; `"mean"`,
-    `"blur"`, arrays as in `deletion`), and `R` is the channel-summed signed
-    attribution (`reduction="sum"`). This is the paper's estimator, not Quantus'
-    cumulative `SensitivityN` (§8.2, §11b.9).
+    `perturb_baseline` (0 = black by default, as Ancona's `x_S = 0`;
+    `"normalized_zero"`, `"rise_blur"`, arrays as in `deletion`), and `R` is the
+    channel-summed signed attribution (`reduction="sum"`). This is the paper's
+    estimator, not Quantus' cumulative `SensitivityN` (§8.2, §11b.9).
 
     Args:
       f: one example -> scalar (`jaxattr.scalar_output`), the explained output.

@@ -78,7 +78,7 @@ CHEAP = {
     "adaptive_integrated_gradients": dict(initial_intervals=2, max_steps=8),
     "adversarial_gradient_integration": dict(n_classes=2, max_iter=2),
     "adaptive_noising": dict(
-        max_iterations=2, score_kwargs={"kernel_size": 3, "num_regions": 2}
+        max_iterations=2, score_kwargs={"kernel_size": 3, "n_regions": 2}
     ),
     "smooth_taylor": dict(stdev_spread=0.1),
     "smoothgrad": dict(stdev_spread=0.1),

@@ -310,7 +310,7 @@ def test_adaptive_noising_default_score_is_aupc():
     metrics = pytest.importorskip("jaxattr.metrics")
     x = jax.random.uniform(jax.random.key(1), (12, 12, 3))
     f = jaxattr.scalar_output(SMOOTH, 2)
-    score_kwargs = {"kernel_size": 3, "num_regions": 2, "num_perturbs": 3}
+    score_kwargs = {"kernel_size": 3, "n_regions": 2, "n_perturb_samples": 3}
 
     @jax.jit
     def both(x):

@@ -45,7 +45,7 @@ def test_completeness_errors():
         ValueError, match=r"completeness: attributions must have x's shape"
     ):
         metrics.completeness(f, x, x[..., 0])
-    with pytest.raises(TypeError, match="completeness: baseline must be a single"):
+    with pytest.raises(ValueError, match="completeness: baseline must be a single"):
         metrics.completeness(f, x, x, ["black", "black"])
 
 

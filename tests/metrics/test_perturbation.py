@@ -69,10 +69,10 @@ def test_rise_blur_matches_numpy():
 @pytest.mark.parametrize(
     "name, mode, baseline",
     [
-        ("deletion", "del", "mean"),
+        ("deletion", "del", "normalized_zero"),
         ("deletion", "del", "black"),
-        ("insertion", "ins", "blur"),
-        ("insertion", "ins", "mean"),
+        ("insertion", "ins", "rise_blur"),
+        ("insertion", "ins", "normalized_zero"),
     ],
 )
 def test_insertion_deletion_match_numpy_loop(name, mode, baseline):
@@ -80,9 +80,9 @@ def test_insertion_deletion_match_numpy_loop(name, mode, baseline):
     x, a = common.image(0), common.attribution(1)
     sal = np.abs(a.sum(-1))
     sub = {
-        "mean": np.broadcast_to(common.MEAN, x.shape),
+        "normalized_zero": np.broadcast_to(common.MEAN, x.shape),
         "black": np.zeros_like(x),
-        "blur": np_rise_blur(x, common.MEAN),
+        "rise_blur": np_rise_blur(x, common.MEAN),
     }[baseline]
     ref_curve, ref_auc = np_causal(model, x, sal, mode, STEP, sub)
     fn = getattr(metrics, name)
@@ -106,9 +106,7 @@ def test_morf_lerf_match_numpy_loop(name, order):
     ref_curve, ref_auc = np_causal(
         model, x, sal, "del", STEP, sub, output="logit", order=order
     )
-    res = getattr(metrics, name)(
-        model, x, a, features_in_step=STEP, output="logit", batch_size=4
-    )
+    res = getattr(metrics, name)(model, x, a, step=STEP, output="logit", batch_size=4)
     np.testing.assert_allclose(res.curve, ref_curve, atol=1e-5)
     np.testing.assert_allclose(res.score, ref_auc, atol=1e-5)
 
@@ -143,12 +141,12 @@ def test_random_attribution_scores_worse_than_the_truth():
     kw = {"target": 0, "output": "logit", "perturb_baseline": "black"}
     true_del = metrics.deletion(model, x, truth, step=5, **kw).score
     true_ins = metrics.insertion(model, x, truth, step=5, **kw).score
-    true_lerf = metrics.lerf(model, x, truth, features_in_step=5, **kw).score
+    true_lerf = metrics.lerf(model, x, truth, step=5, **kw).score
     for seed in range(3):
         r = common.attribution(10 + seed)
         assert metrics.deletion(model, x, r, step=5, **kw).score > true_del
         assert metrics.insertion(model, x, r, step=5, **kw).score < true_ins
-        assert metrics.lerf(model, x, r, features_in_step=5, **kw).score < true_lerf
+        assert metrics.lerf(model, x, r, step=5, **kw).score < true_lerf
 
 
 @pytest.mark.parametrize("channel", [0, 1, 2])
@@ -247,3 +245,25 @@ def test_errors_name_argument_expected_and_received():
         ValueError, match=r"deletion: target must be in \[0, 10\); got 12"
     ):
         metrics.deletion(model, x, a, target=12)
+
+
+def test_old_substrate_and_step_names_are_deprecated_aliases():
+    model = common.tiny_model(0)
+    x, a = jnp.asarray(common.image(0)), jnp.asarray(common.attribution(1))
+    kw = {"step": STEP, "output": "logit"}
+    for fn, old, new in [
+        (metrics.deletion, "mean", "normalized_zero"),
+        (metrics.insertion, "blur", "rise_blur"),
+    ]:
+        want = fn(model, x, a, perturb_baseline=new, **kw)
+        with pytest.warns(DeprecationWarning, match=f"perturb_baseline={old!r} is dep"):
+            got = fn(model, x, a, perturb_baseline=old, **kw)
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+        assert fn(model, x, a, **kw).score == want.score  # the new name is the default
+    for fn in (metrics.morf, metrics.lerf):
+        want = fn(model, x, a, step=STEP)
+        with pytest.warns(DeprecationWarning, match="features_in_step= is deprecated"):
+            got = fn(model, x, a, features_in_step=STEP)
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+        with pytest.raises(TypeError, match="got both step= and its deprecated name"):
+            fn(model, x, a, step=STEP, features_in_step=STEP)

@@ -95,8 +95,8 @@ def test_aupc_matches_numpy_loop():
     ref_curve, ref_score, ref_corners = np_aupc(model, x, a, key, K, REGIONS, PERTURBS)
     res = jax.jit(
         lambda x, a, key: metrics.aupc(
-            model, x, a, key=key, kernel_size=K, num_regions=REGIONS,
-            num_perturbs=PERTURBS, batch_size=4,
+            model, x, a, key=key, kernel_size=K, n_regions=REGIONS,
+            n_perturb_samples=PERTURBS, batch_size=4,
         )
     )(x, a, key)  # fmt: skip
     np.testing.assert_array_equal(res.regions, ref_corners)
@@ -108,7 +108,7 @@ def test_aupc_matches_numpy_loop():
 def test_aupc_is_deterministic_under_a_key_and_chunk_invariant():
     model = common.tiny_model(1)
     x, a = common.image(22, S, S), common.attribution(23, S, S)
-    kw = {"kernel_size": K, "num_regions": REGIONS, "num_perturbs": PERTURBS}
+    kw = {"kernel_size": K, "n_regions": REGIONS, "n_perturb_samples": PERTURBS}
     run = jax.jit(
         lambda key, b=None: metrics.aupc(model, x, a, key=key, batch_size=b, **kw),
         static_argnums=1,
@@ -132,7 +132,7 @@ def test_aupc_when_the_windows_run_out_follows_the_authors_shorter_curve():
     assert 1 <= n <= 4 and len(ref_curve) == n + 1
     res = jax.jit(
         lambda x, a, key: metrics.aupc(
-            model, x, a, key=key, kernel_size=5, num_regions=30, num_perturbs=5
+            model, x, a, key=key, kernel_size=5, n_regions=30, n_perturb_samples=5
         )
     )(x, a, key)
     assert int(res.n_regions) == n
@@ -160,7 +160,7 @@ def test_aupc_run_out_under_vmap_gives_each_image_its_own_length():
     one[6, 6] = 1.0
     aa = np.stack([*maps, one])
     key = jax.random.key(5)
-    kw = {"kernel_size": 5, "num_regions": 6, "num_perturbs": 3}
+    kw = {"kernel_size": 5, "n_regions": 6, "n_perturb_samples": 3}
     batched = jax.jit(jax.vmap(lambda x, a: metrics.aupc(model, x, a, key=key, **kw)))(
         xs, aa
     )
@@ -177,6 +177,25 @@ def test_aupc_run_out_under_vmap_gives_each_image_its_own_length():
     np.testing.assert_allclose(batched.score[2], (c[0] + c[1]) / 2, rtol=1e-6)
 
 
+def test_aupc_old_count_names_are_deprecated_aliases():
+    model = common.tiny_model(2)
+    x = jnp.asarray(common.image(31, 12, 12))
+    a = jnp.asarray(common.attribution(41, 12, 12))
+    key = jax.random.key(2)
+    want = metrics.aupc(model, x, a, key=key, kernel_size=3, n_regions=3,
+                        n_perturb_samples=2)  # fmt: skip
+    with pytest.warns(DeprecationWarning) as w:
+        got = metrics.aupc(model, x, a, key=key, kernel_size=3, num_regions=3,
+                           num_perturbs=2)  # fmt: skip
+    messages = sorted(str(m.message) for m in w)
+    assert messages[0].startswith("aupc: num_perturbs= is deprecated; use n_perturb")
+    assert messages[1].startswith("aupc: num_regions= is deprecated; use n_regions=")
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    assert got.curve.shape == (4,)  # 3 regions, not the default 30
+    with pytest.raises(TypeError, match="got both n_regions= and its deprecated"):
+        metrics.aupc(model, x, a, key=key, n_regions=3, num_regions=3)
+
+
 def test_adaptive_noising_default_objective_scores_the_shorter_curve():
     # adaptive_noising's default objective is AUPC with SmoothTaylor's 15 x 15
     # windows: on a 32 x 32 image at most 4 of its 30 regions fit.
@@ -186,7 +205,7 @@ def test_adaptive_noising_default_objective_scores_the_shorter_curve():
     f = jaxattr.scalar_output(model, 3)
     x = jnp.asarray(common.image(50, 32, 32))
     key = jax.random.key(7)
-    kw = {"num_perturbs": 3}
+    kw = {"n_perturb_samples": 3}
     r = jax.jit(
         lambda x: jaxattr.adaptive_noising(
             f, x, key=key, n_roots=2, max_iterations=0, score_kwargs=kw
