@@ -309,12 +309,12 @@ CHECKS = {
         "output": lambda r: sorted({output_of(r, m) for m in r.methods}),
         "baseline": lambda r: sorted({method_baseline(r, m) for m in r.methods}),
         "steps": lambda r: sorted({kwarg(k, "n_steps") for k in ig_methods(r)}),
-        "rules": lambda r: sorted({kwarg(k, "method") for k in ig_methods(r)}),
+        "rules": lambda r: sorted({kwarg(k, "rule") for k in ig_methods(r)}),
     },
     "smooth_taylor": {
         "output": lambda r: sorted({output_of(r, m) for m in r.methods}),
         "IG steps": lambda r: kw(r, "ig_black", "n_steps"),
-        "IG rule": lambda r: kw(r, "ig_black", "method"),
+        "IG rule": lambda r: kw(r, "ig_black", "rule"),
         "IG baselines": lambda r: [
             method_baseline(r, "ig_black"),
             method_baseline(r, "ig_uniform"),
@@ -368,10 +368,10 @@ CHECKS = {
             }
         ),
         "IG steps": lambda r: kw(r, "ig", "n_steps"),
-        "IG rule": lambda r: kw(r, "ig", "method"),
+        "IG rule": lambda r: kw(r, "ig", "rule"),
         "LIG steps": lambda r: kw(r, "left_ig", "n_steps"),
         "LIG definition": lambda r: kw(r, "left_ig", "definition"),
-        "LIG nodes": lambda r: kw(r, "left_ig", "method"),
+        "LIG nodes": lambda r: kw(r, "left_ig", "rule"),
         "Guided IG steps": lambda r: kw(r, "guided_ig", "n_steps"),
         "Guided IG fraction": lambda r: kw(r, "guided_ig", "fraction"),
         "Guided IG max_dist": lambda r: kw(r, "guided_ig", "max_dist"),
@@ -396,7 +396,7 @@ CHECKS = {
     "gnl": {
         "output": lambda r: sorted({output_of(r, m) for m in ("ig", "gnl_ig")}),
         "steps": lambda r: kw(r, "gnl_ig", "n_steps"),
-        "rule": lambda r: kw(r, "gnl_ig", "method"),
+        "rule": lambda r: kw(r, "gnl_ig", "rule"),
         "baseline": lambda r: sorted({method_baseline(r, m) for m in ("ig", "gnl_ig")}),
         "max-pool rule": lambda r: kw(r, "gnl_ig", "max_pool"),
         "ReLU6 guided": lambda r: kw(r, "gnl_ig", "relu6"),
