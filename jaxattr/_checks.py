@@ -296,7 +296,7 @@ def argument_hints(fn, module: str | None = None):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except TypeError as err:
+        except TypeError:
             nonlocal params
             if params is None:
                 params = inspect.signature(fn).parameters

@@ -21,7 +21,8 @@ TensorFlow is imported works too), else tfds' default ``~/tensorflow_datasets``.
 from __future__ import annotations
 
 import os
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,14 +30,14 @@ from .images import preprocess
 from .models import CIFAR10_CLASSES  # label order, one list for the project
 
 __all__ = [
-    "SUPPORTED_DATASETS",
     "CIFAR10_CLASSES",
     "IMAGENETTE_TO_IMAGENET",
+    "SUPPORTED_DATASETS",
     "DatasetDefaults",
     "dataset_defaults",
     "example_to_arrays",
-    "tfds_dataset",
     "tfds_class_names",
+    "tfds_dataset",
 ]
 
 #: Imagenette's 10 wnids -> their standard ImageNet-1k class index.
@@ -93,7 +94,7 @@ def _import_tfds():
 def dataset_defaults(name: str) -> DatasetDefaults:
     """Defaults for ``name`` (``"imagenette/160px-v2"`` uses ``"imagenette"``'s)."""
     if not isinstance(name, str):
-        raise ValueError(f"name: expected a dataset name string, got {name!r}")
+        raise TypeError(f"name: expected a dataset name string, got {name!r}")
     base = name.split("/", 1)[0].split(":", 1)[0]
     if base not in SUPPORTED_DATASETS:
         raise ValueError(

@@ -25,8 +25,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -34,18 +34,18 @@ from jaxattr import reductions as _reductions
 
 __all__ = [
     "METHODS",
-    "SIGNS",
     "REDUCTIONS",
-    "reduce_channels",
+    "SIGNS",
     "attr_threshold",
-    "shared_vmax",
-    "normalize_attr",
-    "visualize_image_grayscale",
-    "visualize_image_diverging",
-    "visualize_image_attr",
-    "figure_grid",
     "explanation_figure",
+    "figure_grid",
+    "normalize_attr",
+    "reduce_channels",
     "save_figure",
+    "shared_vmax",
+    "visualize_image_attr",
+    "visualize_image_diverging",
+    "visualize_image_grayscale",
 ]
 
 METHODS = (
@@ -535,23 +535,23 @@ def figure_grid(
         raise ValueError(f"row_titles: expected {n} titles, got {len(row_titles)}")
     names = list(maps)
 
-    kw = dict(
-        sign=sign,
-        outlier_perc=outlier_perc,
-        reduction=reduction,
-        outlier_method=outlier_method,
-    )
+    kw = {
+        "sign": sign,
+        "outlier_perc": outlier_perc,
+        "reduction": reduction,
+        "outlier_method": outlier_method,
+    }
     if shared_scale == "all":
         v = shared_vmax([m for name in names for m in maps[name]], **kw)
-        scale = lambda i, j: v  # noqa: E731
+        scale = lambda i, j: v
     elif shared_scale == "row":
         rows = [shared_vmax([maps[name][i] for name in names], **kw) for i in range(n)]
-        scale = lambda i, j: rows[i]  # noqa: E731
+        scale = lambda i, j: rows[i]
     elif shared_scale == "column":
         cols = [shared_vmax(maps[name], **kw) for name in names]
-        scale = lambda i, j: cols[j]  # noqa: E731
+        scale = lambda i, j: cols[j]
     else:
-        scale = lambda i, j: attr_threshold(maps[names[j]][i], **kw)  # noqa: E731
+        scale = lambda i, j: attr_threshold(maps[names[j]][i], **kw)
 
     ncols = 1 + len(names)
     fig, axes = _new_figure(

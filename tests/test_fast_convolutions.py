@@ -28,55 +28,84 @@ def _conv(x, w, **kw):
 
 
 CASES = {
-    "dense 3x3 (Winograd)": dict(
-        shape=(3, 3, 4, 5), window_strides=(1, 1), padding="SAME"
-    ),
-    "dense 3x3 valid (Winograd)": dict(
-        shape=(3, 3, 4, 5), window_strides=(1, 1), padding="VALID"
-    ),
-    "dense 3x3 asymmetric pad (Winograd)": dict(
-        shape=(3, 3, 4, 3), window_strides=(1, 1), padding=((2, 1), (0, 3))
-    ),
-    "dense 3x3 stride 2": dict(
-        shape=(3, 3, 4, 6), window_strides=(2, 2), padding="SAME"
-    ),
-    "dense 1x1 stride 2": dict(
-        shape=(1, 1, 4, 6), window_strides=(2, 2), padding="VALID"
-    ),
-    "pointwise, padded": dict(
-        shape=(1, 1, 4, 6), window_strides=(1, 2), padding=((1, 0), (0, 2))
-    ),
-    "1-d pointwise stride 3": dict(
-        shape=(1, 4, 5), window_strides=(3,), padding="SAME"
-    ),
-    "dense 5x3 dilated, asymmetric pad": dict(
-        shape=(5, 3, 4, 3),
-        window_strides=(1, 2),
-        padding=((2, 1), (0, 3)),
-        rhs_dilation=(2, 1),
-    ),
-    "depthwise 3x3": dict(
-        shape=(3, 3, 1, 4), window_strides=(1, 1), padding="SAME", feature_group_count=4
-    ),
-    "depthwise 5x5 stride 2": dict(
-        shape=(5, 5, 1, 4), window_strides=(2, 2), padding="SAME", feature_group_count=4
-    ),
-    "depthwise 3x3 stride 2 valid, dilated": dict(
-        shape=(3, 3, 1, 4),
-        window_strides=(2, 1),
-        padding="VALID",
-        rhs_dilation=(1, 2),
-        feature_group_count=4,
-    ),
-    "grouped (2 groups)": dict(
-        shape=(3, 3, 2, 6), window_strides=(1, 1), padding="SAME", feature_group_count=2
-    ),
-    "depthwise x2 multiplier": dict(
-        shape=(3, 3, 1, 8), window_strides=(1, 1), padding="SAME", feature_group_count=4
-    ),
-    "1-d depthwise": dict(
-        shape=(3, 1, 4), window_strides=(2,), padding="SAME", feature_group_count=4
-    ),
+    "dense 3x3 (Winograd)": {
+        "shape": (3, 3, 4, 5),
+        "window_strides": (1, 1),
+        "padding": "SAME",
+    },
+    "dense 3x3 valid (Winograd)": {
+        "shape": (3, 3, 4, 5),
+        "window_strides": (1, 1),
+        "padding": "VALID",
+    },
+    "dense 3x3 asymmetric pad (Winograd)": {
+        "shape": (3, 3, 4, 3),
+        "window_strides": (1, 1),
+        "padding": ((2, 1), (0, 3)),
+    },
+    "dense 3x3 stride 2": {
+        "shape": (3, 3, 4, 6),
+        "window_strides": (2, 2),
+        "padding": "SAME",
+    },
+    "dense 1x1 stride 2": {
+        "shape": (1, 1, 4, 6),
+        "window_strides": (2, 2),
+        "padding": "VALID",
+    },
+    "pointwise, padded": {
+        "shape": (1, 1, 4, 6),
+        "window_strides": (1, 2),
+        "padding": ((1, 0), (0, 2)),
+    },
+    "1-d pointwise stride 3": {
+        "shape": (1, 4, 5),
+        "window_strides": (3,),
+        "padding": "SAME",
+    },
+    "dense 5x3 dilated, asymmetric pad": {
+        "shape": (5, 3, 4, 3),
+        "window_strides": (1, 2),
+        "padding": ((2, 1), (0, 3)),
+        "rhs_dilation": (2, 1),
+    },
+    "depthwise 3x3": {
+        "shape": (3, 3, 1, 4),
+        "window_strides": (1, 1),
+        "padding": "SAME",
+        "feature_group_count": 4,
+    },
+    "depthwise 5x5 stride 2": {
+        "shape": (5, 5, 1, 4),
+        "window_strides": (2, 2),
+        "padding": "SAME",
+        "feature_group_count": 4,
+    },
+    "depthwise 3x3 stride 2 valid, dilated": {
+        "shape": (3, 3, 1, 4),
+        "window_strides": (2, 1),
+        "padding": "VALID",
+        "rhs_dilation": (1, 2),
+        "feature_group_count": 4,
+    },
+    "grouped (2 groups)": {
+        "shape": (3, 3, 2, 6),
+        "window_strides": (1, 1),
+        "padding": "SAME",
+        "feature_group_count": 2,
+    },
+    "depthwise x2 multiplier": {
+        "shape": (3, 3, 1, 8),
+        "window_strides": (1, 1),
+        "padding": "SAME",
+        "feature_group_count": 4,
+    },
+    "1-d depthwise": {
+        "shape": (3, 1, 4),
+        "window_strides": (2,),
+        "padding": "SAME",
+        "feature_group_count": 4,
+    },
 }
 
 

@@ -40,7 +40,7 @@ def _reference(img: Image.Image, size: int = 224, resize: int = 256) -> np.ndarr
     else:
         nw, nh = int(resize * w / h), resize
     img = img.resize((nw, nh), Image.BICUBIC)
-    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    left, top = round((nw - size) / 2.0), round((nh - size) / 2.0)
     img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, np.float32) / 255.0
 
@@ -291,7 +291,7 @@ def test_folder_labels_from_tsv(tmp_path):
     assert all(
         img.shape == (32, 32, 3) and img.dtype == np.float32 for _, img, _ in out
     )
-    paths, batch, labels = J.load_folder(tmp_path, size=32, resize=40)
+    _paths, batch, labels = J.load_folder(tmp_path, size=32, resize=40)
     assert batch.shape == (3, 32, 32, 3)
     np.testing.assert_array_equal(labels, [9, 5, 7])
     # a file the table does not know
@@ -371,7 +371,7 @@ def test_integer_subfolders_are_the_class_index(tmp_path):
     _save(tmp_path / "10" / "b.jpg", 2)
     got = {p.name: lab for p, _, lab in J.iter_folder(tmp_path, size=16, resize=20)}
     assert got == {"a.jpg": 967, "b.jpg": 10}
-    paths, batch, labels = J.load_folder(tmp_path, size=16, resize=20)
+    _paths, _batch, labels = J.load_folder(tmp_path, size=16, resize=20)
     assert labels.dtype == np.int64 and sorted(labels.tolist()) == [10, 967]
 
 
@@ -386,7 +386,7 @@ def test_subfolder_layout_error_and_unlabelled_mix(tmp_path):
         ValueError, match=r"expected every image in a first-level subfolder"
     ):
         list(J.iter_folder(tmp_path, labels="subfolder"))
-    paths, batch, labels = J.load_folder(tmp_path, size=16, resize=20, labels=None)
+    _paths, batch, labels = J.load_folder(tmp_path, size=16, resize=20, labels=None)
     assert labels == [None, None, None] and batch.shape == (3, 16, 16, 3)
 
 

@@ -15,7 +15,7 @@ def test_linear_model_gradient_is_noise_free():
     w = jnp.array([[0.5, -2.0], [3.0, 1.0]])
     f = lambda x: jnp.sum(w * x)
     x = jnp.array([[0.1, 0.2], [0.3, 0.4]])
-    kw = dict(key=KEY, nt_samples=7, stdevs=0.5, abs=False)
+    kw = {"key": KEY, "nt_samples": 7, "stdevs": 0.5, "abs": False}
     sg = jaxattr.noise_tunnel(jaxattr.saliency, f, x, nt_type="smoothgrad", **kw)
     sq = jaxattr.noise_tunnel(jaxattr.saliency, f, x, nt_type="smoothgrad_sq", **kw)
     vg = jaxattr.noise_tunnel(jaxattr.saliency, f, x, nt_type="vargrad", **kw)
@@ -29,9 +29,13 @@ def test_quadratic_model_moments_within_statistical_bounds():
     f = lambda x: jnp.sum(x**2)
     x = jnp.linspace(-1.0, 1.0, 6)
     sigma, n = 0.3, 4000
-    kw = dict(
-        key=KEY, nt_samples=n, stdevs=sigma, abs=False, nt_samples_batch_size=1000
-    )
+    kw = {
+        "key": KEY,
+        "nt_samples": n,
+        "stdevs": sigma,
+        "abs": False,
+        "nt_samples_batch_size": 1000,
+    }
     sg = jaxattr.noise_tunnel(jaxattr.saliency, f, x, **kw)
     vg = jaxattr.noise_tunnel(jaxattr.saliency, f, x, nt_type="vargrad", **kw)
     se_mean = 2 * sigma / np.sqrt(n)

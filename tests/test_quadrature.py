@@ -55,7 +55,7 @@ def test_captum_trapezoid_reproduces_captums_weights(n):
 
 
 def test_nodes_are_read_only():
-    alphas, weights = quadrature.nodes_and_weights("gausslegendre", 8)
+    alphas, _weights = quadrature.nodes_and_weights("gausslegendre", 8)
     with pytest.raises(ValueError):
         alphas[0] = 1.0
 

@@ -21,15 +21,20 @@ ALL_METHODS = {
     "input_x_gradient": (jaxattr.input_x_gradient, {}),
     "integrated_gradients": (
         jaxattr.integrated_gradients,
-        dict(n_steps=8, batch_size=3),
+        {"n_steps": 8, "batch_size": 3},
     ),
     "smoothgrad": (
         functools.partial(jaxattr.noise_tunnel, jaxattr.saliency),
-        dict(nt_samples=4, stdevs=0.1),
+        {"nt_samples": 4, "stdevs": 0.1},
     ),
     "vargrad_ig": (
         functools.partial(jaxattr.noise_tunnel, jaxattr.integrated_gradients),
-        dict(nt_type="vargrad", nt_samples=3, n_steps=4, nt_samples_batch_size=2),
+        {
+            "nt_type": "vargrad",
+            "nt_samples": 3,
+            "n_steps": 4,
+            "nt_samples_batch_size": 2,
+        },
     ),
 }
 STOCHASTIC = {"smoothgrad", "vargrad_ig"}

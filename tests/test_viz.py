@@ -28,7 +28,7 @@ def test_reduce_channels():
 
 
 def test_sign_handling_without_outliers():
-    kw = dict(outlier_perc=0, reduction="sum")
+    kw = {"outlier_perc": 0, "reduction": "sum"}
     np.testing.assert_allclose(
         V.normalize_attr(A, "all", **kw), [[0.25, -0.5], [0.75, -1.0]]
     )
@@ -193,13 +193,13 @@ def test_visualize_image_attr_every_method_and_sign(tmp_path, method, sign):
 
 def test_heat_map_pixels_follow_the_normalised_map():
     image, attr = _image_and_attr()
-    fig, ax = V.visualize_image_attr(
+    _fig, ax = V.visualize_image_attr(
         attr, method="heat_map", sign="positive", outlier_perc=0
     )
     shown = ax.images[-1].get_array()
     np.testing.assert_allclose(shown, V.normalize_attr(attr, "positive", 0))
     assert shown.max() == 1.0 and shown[24, 30] == 0.0
-    fig, ax = V.visualize_image_attr(
+    _fig, ax = V.visualize_image_attr(
         attr, image, method="masked_image", sign="negative", outlier_perc=0
     )
     masked = ax.images[-1].get_array()
@@ -240,7 +240,7 @@ def test_visualize_errors():
 
 def test_all_zero_map_plots(tmp_path):
     image, _ = _image_and_attr()
-    fig, axes = V.explanation_figure(
+    fig, _axes = V.explanation_figure(
         image, np.zeros_like(image), pred_label="x", prob=0.5
     )
     _png_ok(V.save_figure(fig, tmp_path / "zero.png"))
@@ -328,7 +328,7 @@ def test_explanation_figure_contents(tmp_path):
 
 
 def test_save_figure_is_atomic(tmp_path):
-    image, attr = _image_and_attr()
+    _image, attr = _image_and_attr()
     fig, _ = V.visualize_image_attr(attr)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         V.save_figure(fig, tmp_path / "missing_dir" / "x.png")
@@ -347,7 +347,7 @@ def test_save_figure_is_atomic(tmp_path):
 
 def test_pyplot_mode_is_headless_safe(tmp_path):
     image, attr = _image_and_attr()
-    fig, ax = V.visualize_image_attr(attr, image, "blended_heat_map", use_pyplot=True)
+    fig, _ax = V.visualize_image_attr(attr, image, "blended_heat_map", use_pyplot=True)
     import matplotlib
     import matplotlib.pyplot as plt
 

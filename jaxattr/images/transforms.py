@@ -175,8 +175,8 @@ def center_crop(image: np.ndarray, size: int | tuple[int, int] = 224) -> np.ndar
             f"size: crop {(ch, cw)} is larger than the image {(h, w)}; "
             "resize first (e.g. resize >= size)"
         )
-    top = int(round((h - ch) / 2.0))
-    left = int(round((w - cw) / 2.0))
+    top = round((h - ch) / 2.0)
+    left = round((w - cw) / 2.0)
     return arr[top : top + ch, left : left + cw]
 
 

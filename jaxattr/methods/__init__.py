@@ -1,5 +1,6 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
 
+from jaxattr import _checks as _checks
 from jaxattr.methods.adaptive_ig import adaptive_integrated_gradients
 from jaxattr.methods.agi import adversarial_gradient_integration
 from jaxattr.methods.blur_ig import blur_integrated_gradients
@@ -19,8 +20,6 @@ from jaxattr.methods.integrated_gradients import integrated_gradients
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
 from jaxattr.methods.smooth_taylor import adaptive_noising, smooth_taylor
 from jaxattr.methods.split_ig import split_integrated_gradients
-
-from jaxattr import _checks as _checks
 
 __all__ = [
     "NT_TYPES",

@@ -10,7 +10,7 @@ from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
 
 
-def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:  # noqa: A002
+def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:
     """Gradient of `f` at `x` (Simonyan et al., 2014), Captum's `Saliency`.
 
     Args:

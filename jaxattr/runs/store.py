@@ -113,6 +113,7 @@ def versions() -> dict:
     ``use_fast_convolutions`` context, else ``JAXATTR_FAST_CONVOLUTIONS``, on by
     default; off on a backend other than CPU)."""
     import os
+
     import flax
     import jax
     import jaxlib

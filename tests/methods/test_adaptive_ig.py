@@ -5,6 +5,7 @@ the estimate and the bound against the true L1 error; the budget; jit/vmap/chunk
 invariance and argument errors."""
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -84,12 +85,12 @@ def exact_ig(params, x, b):
     if a2 is not None:
         z2 = lambda t, mask: a2 @ (mask * z1(t)) + c2
         more = []
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
+        for lo, hi in itertools.pairwise(cuts):
             mask = z1(0.5 * (lo + hi)) > 0  # layer 1 is fixed on this piece
             more += list(roots(lo, hi, z2(lo, mask), z2(hi, mask)))
         cuts = np.unique(np.concatenate([cuts, more]))
     total = np.zeros_like(x)
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
+    for lo, hi in itertools.pairwise(cuts):
         m1 = z1(0.5 * (lo + hi)) > 0
         back = v
         if a2 is not None:
@@ -249,7 +250,7 @@ def test_uniform_refinement_is_the_trapezoid_rule():
 
 
 def test_vmap_over_examples_equals_each_alone_and_jit():
-    params, xm, bm = random_network(3, d=4)
+    params, xm, _bm = random_network(3, d=4)
     mlp = lambda z: network(jax.tree.map(lambda p: jnp.asarray(p, z.dtype), params), z)
 
     def model(z):  # [N, 4] -> [N, 2]

@@ -327,10 +327,10 @@ def test_masks_equal_the_sort_based_counts():
         n = jnp.repeat(jnp.arange(n_total + 1), len(qs))
         q = jnp.tile(qs, n_total + 1)
         masks = jax.jit(
-            jax.vmap(lambda p, n, q: dga_masks(p, n, n_total, q)[1:], (None, 0, 0))
+            jax.vmap(lambda p, n, q, k=n_total: dga_masks(p, n, k, q)[1:], (None, 0, 0))
         )
         reference = jax.jit(
-            jax.vmap(lambda p, n, q: by_counts(p, n, n_total, q), (None, 0, 0))
+            jax.vmap(lambda p, n, q, k=n_total: by_counts(p, n, k, q), (None, 0, 0))
         )
         for trial in range(8):
             phi = rng.normal(size=101).astype(np.float32)

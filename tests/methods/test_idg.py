@@ -326,7 +326,7 @@ def test_smooth_path_that_falls_converges_to_the_integral():
     exact = np.array([4.5 + 0.75 * np.sin(6) + 6 * a_cos, 6 * a_cos + 4 / 3])
     from scipy.integrate import quad  # an independent check of the closed form
 
-    df = lambda a: 3 * np.cos(3 * a) + 2 * a  # noqa: E731
+    df = lambda a: 3 * np.cos(3 * a) + 2 * a
     quads = [quad(lambda a: 3 * np.cos(3 * a) * df(a), 0, 1)[0]]
     quads.append(quad(lambda a: 2 * a * df(a), 0, 1)[0])
     np.testing.assert_allclose(exact, quads, rtol=1e-10)

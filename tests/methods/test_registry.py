@@ -75,15 +75,16 @@ NAMES = tuple(registry.METHODS)
 
 # Cheap settings beyond a step count of 3 (`registry.count_kwargs`).
 CHEAP = {
-    "adaptive_integrated_gradients": dict(initial_intervals=2, max_steps=8),
-    "adversarial_gradient_integration": dict(n_classes=2, max_iter=2),
-    "adaptive_noising": dict(
-        max_iterations=2, score_kwargs={"kernel_size": 3, "n_regions": 2}
-    ),
-    "smooth_taylor": dict(stdev_spread=0.1),
-    "smoothgrad": dict(stdev_spread=0.1),
-    "smoothgrad_sq": dict(stdev_spread=0.1),
-    "vargrad": dict(stdev_spread=0.1),
+    "adaptive_integrated_gradients": {"initial_intervals": 2, "max_steps": 8},
+    "adversarial_gradient_integration": {"n_classes": 2, "max_iter": 2},
+    "adaptive_noising": {
+        "max_iterations": 2,
+        "score_kwargs": {"kernel_size": 3, "n_regions": 2},
+    },
+    "smooth_taylor": {"stdev_spread": 0.1},
+    "smoothgrad": {"stdev_spread": 0.1},
+    "smoothgrad_sq": {"stdev_spread": 0.1},
+    "vargrad": {"stdev_spread": 0.1},
 }
 
 

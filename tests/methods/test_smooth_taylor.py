@@ -450,14 +450,14 @@ def test_normalisation_errors_name_the_argument():
 def test_adaptive_noising_with_normalisation_is_the_authors_search_on_x_n():
     x = XS[1]
     f = jaxattr.scalar_output(SMOOTH, 2)
-    kw = dict(
-        key=KEY,
-        score_fn="autvc",
-        score_kwargs={"downscale": 1.5, "min_size": 4},
-        n_roots=4,
-        batch_size=None,
-        max_iterations=3,
-    )
+    kw = {
+        "key": KEY,
+        "score_fn": "autvc",
+        "score_kwargs": {"downscale": 1.5, "min_size": 4},
+        "n_roots": 4,
+        "batch_size": None,
+        "max_iterations": 3,
+    }
     ours = jaxattr.adaptive_noising(f, x, normalisation=(MEAN, STD), **kw)
     xn = (x - jnp.asarray(MEAN)) / jnp.asarray(STD)
     theirs = jaxattr.adaptive_noising(_in_normalised_units(f), xn, **kw)
