@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxattr import _checks, filters
+
+if TYPE_CHECKING:  # jaxattr.typing imports Baseline from here
+    from jaxattr.typing import ArrayLike, BaselineLike
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -62,7 +66,7 @@ def constant(value: float) -> Baseline:
     return Baseline(lambda x, key: jnp.full_like(x, value), False, "constant")
 
 
-def normalized_zero(mean=IMAGENET_MEAN) -> Baseline:
+def normalized_zero(mean: ArrayLike = IMAGENET_MEAN) -> Baseline:
     """The image that is 0 after normalisation: the per-channel `mean` (last axis)."""
 
     def fn(x, key):
@@ -205,7 +209,9 @@ def _one(spec, x, key, caller) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(b, x.dtype), x.shape)
 
 
-def resolve(baseline, x: jax.Array, key: jax.Array | None, caller: str) -> jax.Array:
+def resolve(
+    baseline: BaselineLike, x: jax.Array, key: jax.Array | None, caller: str
+) -> jax.Array:
     """Turns a baseline argument into an array `[K, *x.shape]` of K >= 1 baselines.
 
     A list or tuple gives one baseline per entry (their attributions are averaged
@@ -224,7 +230,7 @@ def resolve(baseline, x: jax.Array, key: jax.Array | None, caller: str) -> jax.A
 
 
 def resolve_one(
-    baseline, x: jax.Array, key: jax.Array | None, caller: str
+    baseline: BaselineLike, x: jax.Array, key: jax.Array | None, caller: str
 ) -> jax.Array:
     """Turns a baseline argument that must be one baseline into an array of
     `x.shape` (a list of one entry is accepted).

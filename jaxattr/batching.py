@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import numpy as np
 
 from jaxattr import _checks, _deprecated, targets
 from jaxattr.base import Attribution
+from jaxattr.typing import Array, ArrayLike, BaselineLike, ModelFn, PRNGKey
 
 
 @_deprecated.renamed(baselines="baseline")
@@ -18,12 +20,12 @@ def attribute(
     model_fn: Callable[[jax.Array], jax.Array],
     inputs: jax.Array,
     /,
-    target=None,
+    target: ArrayLike | Callable[[Array], Array] | None = None,
     *,
-    baseline=None,
+    baseline: BaselineLike = None,
     output: str = "logit",
-    key=None,
-    **method_kwargs,
+    key: PRNGKey | None = None,
+    **method_kwargs: Any,
 ) -> Attribution:
     """Explains a batch: `method` on each example of `inputs`, vmapped.
 
@@ -89,7 +91,12 @@ def attribute(
 
 
 def check_target(
-    target, inputs, model_fn, caller: str, *, n_outputs: int | None = None
+    target: ArrayLike,
+    inputs: ArrayLike,
+    model_fn: ModelFn,
+    caller: str,
+    *,
+    n_outputs: int | None = None,
 ) -> jax.Array:
     """`target` (an int, or ints `[N]`) as an integer array `[N]`; its values are
     checked against the model's number of outputs (`n_outputs`, else found with

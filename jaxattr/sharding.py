@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxattr import _checks, _deprecated, batching
 from jaxattr.base import Attribution
+from jaxattr.typing import Array, ArrayLike, BaselineLike, PRNGKey
 
 AXIS = "batch"
 
@@ -285,15 +287,15 @@ def _attribute_body(
 def attribute(
     method: Callable[..., Attribution],
     model_fn: Callable[[jax.Array], jax.Array],
-    inputs,
+    inputs: ArrayLike,
     /,
-    target=None,
+    target: ArrayLike | Callable[[Array], Array] | None = None,
     *,
-    baseline=None,
-    key=None,
+    baseline: BaselineLike = None,
+    key: PRNGKey | None = None,
     mesh: Mesh | None = None,
     inputs_are_process_local: bool = False,
-    **method_kwargs,
+    **method_kwargs: Any,
 ) -> Attribution:
     """`jaxattr.attribute` with the batch split across the devices of `mesh`.
 

@@ -10,12 +10,14 @@ transform (`"logit"`, `"softmax"` or `"log_softmax"`; algorithms.md §0 and
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxattr import _checks
+from jaxattr.typing import ArrayLike
 
 OUTPUTS = {
     "logit": lambda z: z,
@@ -24,7 +26,7 @@ OUTPUTS = {
 }
 
 
-def from_flax(apply_fn: Callable, variables, **apply_kwargs) -> Callable:
+def from_flax(apply_fn: Callable, variables: Any, **apply_kwargs: Any) -> Callable:
     """Turns a Flax `(apply_fn, variables)` pair into a model function `x -> outputs`.
 
     `apply_kwargs` (e.g. `train=False`) are passed to every call. The variables are
@@ -34,7 +36,7 @@ def from_flax(apply_fn: Callable, variables, **apply_kwargs) -> Callable:
     return lambda x: apply_fn(variables, x, **apply_kwargs)
 
 
-def check_target_value(target, n_outputs: int, caller: str) -> None:
+def check_target_value(target: ArrayLike, n_outputs: int, caller: str) -> None:
     """Raises if a concrete `target` is not one integer class in `[0, n_outputs)`.
 
     A traced `target` is not checked here (`scalar_output` turns an out-of-range
@@ -81,7 +83,7 @@ def _select(outputs: jax.Array, target, caller: str) -> jax.Array:
 
 def scalar_output(
     model_fn: Callable[[jax.Array], jax.Array],
-    target=None,
+    target: ArrayLike | None = None,
     *,
     output: str = "logit",
     batched: bool = True,

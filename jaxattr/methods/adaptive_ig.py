@@ -74,6 +74,7 @@ import numpy as np
 
 from jaxattr import _checks, baselines, engine
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 
 def _check_tolerance(value, caller: str, name: str):
@@ -102,9 +103,9 @@ def _local(h, g):
 
 
 def adaptive_integrated_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     rtol: float = 0.01,
     atol: float = 0.0,
@@ -112,7 +113,7 @@ def adaptive_integrated_gradients(
     split_per_round: int = 1,
     max_steps: int = 256,
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Integrated Gradients refined until the estimated map error is below a tolerance.
 

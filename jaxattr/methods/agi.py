@@ -40,6 +40,7 @@ import numpy as np
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
 from jaxattr.targets import check_target_value
+from jaxattr.typing import ArrayLike, PRNGKey
 
 SELECTIONS = ("even", "random")
 
@@ -143,14 +144,14 @@ def _resolve_classes(classes, n_classes, selection, key, n_outputs, target, call
 
 def adversarial_gradient_integration(
     logits_fn: Callable[[jax.Array], jax.Array],
-    x,
-    target=None,
+    x: ArrayLike,
+    target: ArrayLike | None = None,
     *,
-    classes=None,
+    classes: ArrayLike | None = None,
     n_classes: int = 20,
     selection: str = "even",
-    key=None,
-    eps=0.05,
+    key: PRNGKey | None = None,
+    eps: ArrayLike = 0.05,
     max_iter: int = 20,
     from_original: bool = False,
     clip: tuple[float, float] | None = (0.0, 1.0),

@@ -18,6 +18,7 @@ import numpy as np
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
 from jaxattr.filters import gaussian_blur_traced
+from jaxattr.typing import ArrayLike, PRNGKey, ScalarFn
 
 
 def _check_positive_number(value, caller: str, name: str, why: str) -> float:
@@ -52,15 +53,15 @@ def blur_sigmas(max_sigma: float, n_steps: int, sqrt: bool = False) -> np.ndarra
 
 
 def blur_integrated_gradients(
-    f,
-    x,
+    f: ScalarFn,
+    x: ArrayLike,
     *,
     max_sigma: float = 50.0,
     n_steps: int = 100,
     grad_step: float | None = 0.01,
     sqrt: bool = False,
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Blur IG: Integrated Gradients along a path of ever weaker Gaussian blurs.
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from jaxattr import _checks, _interpret, baselines, engine, fast_convolutions
 from jaxattr.base import Attribution
+from jaxattr.typing import Array, ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 UFG_ROUTES = ("auto", "shortcut", "explicit")
 MASK_FEATURES = ("elements", "pixels")
@@ -180,7 +181,7 @@ def _scan_jaxpr(jaxpr, tainted_in, found) -> list[bool]:
     return [is_t(v) for v in jaxpr.outvars]
 
 
-def non_piecewise_linear_ops(f: Callable, x) -> list[str]:
+def non_piecewise_linear_ops(f: Callable, x: ArrayLike) -> list[str]:
     """The operations that keep `f` from being piecewise linear in `x` (sorted).
 
     Traces `f` at `x`'s shape and follows the values that depend on `x` through the
@@ -231,7 +232,7 @@ def _below_order_statistic(values, m):
     return jnp.where(k > d, True, jnp.where(k < 1, False, key < found))
 
 
-def dga_masks(phi, n, n_total: int, q):
+def dga_masks(phi: ArrayLike, n: ArrayLike, n_total: int, q: ArrayLike):
     """The soft mask `M = (n/N) M^WC + (1 - n/N) M^EPC` of step `n` (§5.2-§5.3).
 
     Args:
@@ -305,7 +306,13 @@ def _ufg(f, x, b, ufg, bias_fn, caller):
 
 
 def uniform_fullgrad(
-    f, x, baseline=None, *, key=None, ufg: str = "auto", bias_fn=None
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
+    *,
+    key: PRNGKey | None = None,
+    ufg: str = "auto",
+    bias_fn: Callable[[Array], Array] | None = None,
 ) -> Attribution:
     """Uniform FullGrad (DGA's eq. 2): `(x - b) * grad f(x) + (B / d) * 1`.
 
@@ -329,14 +336,14 @@ def uniform_fullgrad(
 
 
 def distilled_gradient_aggregation(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
-    key=None,
+    key: PRNGKey | None = None,
     n_steps: int = 30,
-    q=0.9,
-    beta=0.0,
+    q: ArrayLike = 0.9,
+    beta: ArrayLike = 0.0,
     ufg: str = "auto",
     bias_fn: Callable | None = None,
     include_first: bool = True,

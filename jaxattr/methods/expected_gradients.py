@@ -14,19 +14,20 @@ import jax.numpy as jnp
 
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, PRNGKey, ScalarFn
 
 
 def expected_gradients(
-    f,
-    x,
-    references,
+    f: ScalarFn,
+    x: ArrayLike,
+    references: ArrayLike,
     *,
     n_samples: int = 50,
-    key=None,
-    stdevs=0.0,
-    indices=None,
-    alphas=None,
-    noise=None,
+    key: PRNGKey | None = None,
+    stdevs: ArrayLike = 0.0,
+    indices: ArrayLike | None = None,
+    alphas: ArrayLike | None = None,
+    noise: ArrayLike | None = None,
     batch_size: int | None = None,
 ) -> Attribution:
     """Expected Gradients / GradientShap of `f` at `x` against a background set.

@@ -47,6 +47,8 @@ Decisions:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +57,7 @@ import numpy as np
 from jaxattr import _checks, baselines
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
+from jaxattr.typing import Array, ArrayLike, BaselineLike, PRNGKey
 
 __all__ = ["POSTS", "bilinear_matrix", "full_gradients", "psi"]
 
@@ -156,15 +159,15 @@ def _check_trees(z, biases, caller: str):
 
 
 def full_gradients(
-    f,
-    x,
-    z,
-    biases,
-    baseline=None,
+    f: Callable[..., Array],
+    x: ArrayLike,
+    z: ArrayLike,
+    biases: Any,
+    baseline: BaselineLike = None,
     *,
     post: str = "fullgrad",
     align_corners: bool = True,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """FullGrad saliency and full-gradient decomposition of `f(x, z)` at `z = 0`.
 

@@ -8,9 +8,12 @@ import jax.numpy as jnp
 from jaxattr import _checks
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
+from jaxattr.typing import ArrayLike, PRNGKey, ScalarFn
 
 
-def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:
+def saliency(
+    f: ScalarFn, x: ArrayLike, *, abs: bool = True, key: PRNGKey | None = None
+) -> Attribution:
     """Gradient of `f` at `x` (Simonyan et al., 2014), Captum's `Saliency`.
 
     Args:
@@ -29,7 +32,9 @@ def saliency(f, x, *, abs: bool = True, key=None) -> Attribution:
     return Attribution(a, jnp.full((), jnp.nan, value.dtype), {"f_x": value})
 
 
-def input_x_gradient(f, x, *, key=None) -> Attribution:
+def input_x_gradient(
+    f: ScalarFn, x: ArrayLike, *, key: PRNGKey | None = None
+) -> Attribution:
     """`x * grad f(x)` (Shrikumar et al., 2016), Captum's `InputXGradient`.
 
     Args:

@@ -41,6 +41,7 @@ the same primitives are bound with the same operands; only gradients change.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.extend.core as jcore
@@ -51,6 +52,7 @@ from jaxattr import _checks, _deprecated, _interpret
 from jaxattr.base import Attribution
 from jaxattr.fast_convolutions import fast_convolutions
 from jaxattr.methods.integrated_gradients import integrated_gradients
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 MAX_POOL_RULES = ("positive", "sign_mask", "none")
 _CONST_PASSTHROUGH = (
@@ -369,7 +371,11 @@ def guided(
 
 
 def count_guided(
-    f: Callable, *args, max_pool: str = "positive", relu: bool = True, relu6=True
+    f: Callable,
+    *args: Any,
+    max_pool: str = "positive",
+    relu: bool = True,
+    relu6: bool = True,
 ) -> dict[str, int]:
     """How many ReLU, ReLU6 and max-pool operations `guided(f)` changes at `args`.
 
@@ -382,12 +388,12 @@ def count_guided(
 
 
 def guided_backprop(
-    f,
-    x,
+    f: ScalarFn,
+    x: ArrayLike,
     *,
     max_pool: str = "none",
     relu6: bool = True,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Guided Backprop (Springenberg et al., 2015): the gradient of `guided(f)` at `x`.
 
@@ -420,16 +426,16 @@ def guided_backprop(
 
 @_deprecated.renamed(method="rule")
 def gnl_integrated_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     n_steps: int = 50,
     rule: str = "gausslegendre",
     batch_size: int | None = None,
     max_pool: str = "positive",
     relu6: bool = True,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Integrated Gradients with guided non-linearities, GNL (Kwon et al., ICPR 2020).
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxattr import _checks, baselines, engine, fast_convolutions
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 #: PAIR's tolerance (relative and absolute) for "the L1 target is reached".
 L1_TOL = 1e-9
@@ -140,14 +141,14 @@ def _guided_path(f, x, ref, n_steps, fraction, max_dist, max_inner):
 
 
 def guided_integrated_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     n_steps: int = 200,
-    fraction=0.25,
-    max_dist=0.02,
-    key=None,
+    fraction: ArrayLike = 0.25,
+    max_dist: ArrayLike = 0.02,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Guided IG: a path from `baseline` to `x` that moves low-|gradient| features first.
 

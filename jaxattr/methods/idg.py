@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxattr import _checks, baselines, engine
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 PLACEMENTS = ("midpoint", "left")
 
@@ -125,16 +126,16 @@ def allocate(
 
 
 def integrated_decision_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     n_steps: int = 50,
     n_coarse: int = 50,
     placement: str = "midpoint",
     reference_compat: bool = False,
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Integrated Decision Gradients: path gradients weighted by `dF/dalpha`.
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from jaxattr import _checks, _deprecated, baselines, engine, quadrature
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 
 @_deprecated.renamed(method="rule")
 def integrated_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     n_steps: int = 50,
     rule: str = "gausslegendre",
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """Integrated Gradients along the straight line from `baseline` to `x`.
 

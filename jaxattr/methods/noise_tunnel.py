@@ -8,12 +8,14 @@ al. 2017; Captum's `NoiseTunnel` computes exactly these, algorithms.md §7.1).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, PRNGKey, ScalarFn
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
@@ -22,18 +24,18 @@ DEFAULT_STDEV_SPREAD = 0.15
 
 def noise_tunnel(
     method: Callable[..., Attribution],
-    f,
-    x,
+    f: ScalarFn,
+    x: ArrayLike,
     /,
-    *args,
-    key=None,
+    *args: Any,
+    key: PRNGKey | None = None,
     nt_type: str = "smoothgrad",
     nt_samples: int = 5,
-    stdevs=None,
-    stdev_spread=None,
-    noise=None,
+    stdevs: ArrayLike | None = None,
+    stdev_spread: ArrayLike | None = None,
+    noise: ArrayLike | None = None,
     nt_samples_batch_size: int | None = None,
-    **method_kwargs,
+    **method_kwargs: Any,
 ) -> Attribution:
     """Averages `method` over noisy copies of `x` (Captum's `NoiseTunnel`).
 

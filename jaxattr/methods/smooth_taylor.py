@@ -46,6 +46,7 @@ import numpy as np
 
 from jaxattr import _checks, engine
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 #: Default relative noise level without `normalisation`: `sigma = 0.1 * (max(x) -
 #: min(x))`, a documented general choice, not the authors' setting (module
@@ -84,7 +85,12 @@ def _normalisation(normalisation, x, caller):
 
 
 def noise_level(
-    x, *, stdevs=None, stdev_spread=None, normalisation=None, caller="noise_level"
+    x: ArrayLike,
+    *,
+    stdevs: ArrayLike | None = None,
+    stdev_spread: ArrayLike | None = None,
+    normalisation: tuple[ArrayLike, ArrayLike] | None = None,
+    caller: str = "noise_level",
 ):
     """The absolute noise level `sigma` (units of `x`) that `smooth_taylor` uses.
 
@@ -155,16 +161,16 @@ def _smooth_taylor(f, x, eps, sigma, batch_size):
 
 
 def smooth_taylor(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
-    key=None,
+    key: PRNGKey | None = None,
     n_roots: int = 150,
-    stdevs=None,
-    stdev_spread=None,
-    normalisation=None,
-    noise=None,
+    stdevs: ArrayLike | None = None,
+    stdev_spread: ArrayLike | None = None,
+    normalisation: tuple[ArrayLike, ArrayLike] | None = None,
+    noise: ArrayLike | None = None,
     batch_size: int | None = 50,
 ) -> Attribution:
     """SmoothTaylor: the mean Taylor term `(x - z_i) * grad f(z_i)` over noisy roots.
@@ -361,21 +367,21 @@ def _named_score_fn(name, caller, score_kwargs):
 
 
 def adaptive_noising(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
-    key=None,
+    key: PRNGKey | None = None,
     score_fn: Callable | str = "aupc",
     score_kwargs: dict | None = None,
     n_roots: int = 150,
     batch_size: int | None = 50,
-    sigma_init=None,
-    learning_rate=0.1,
-    learning_decay=0.9,
+    sigma_init: ArrayLike | None = None,
+    learning_rate: ArrayLike = 0.1,
+    learning_decay: ArrayLike = 0.9,
     max_stop: int = 3,
     max_iterations: int = 20,
-    normalisation=None,
+    normalisation: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Attribution:
     """SmoothTaylor with the per-image noise level that minimises `score_fn` (§2.2).
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 from jaxattr import _checks, _deprecated, baselines, engine, quadrature
 from jaxattr.base import Attribution
+from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 
 DEFINITIONS = ("relative", "idg")
 SIDES = ("left", "right")
@@ -42,17 +43,17 @@ _DEFAULT_THRESHOLD = {"relative": 0.5, "idg": 0.9}
 
 @_deprecated.renamed(method="rule")
 def split_integrated_gradients(
-    f,
-    x,
-    baseline=None,
+    f: ScalarFn,
+    x: ArrayLike,
+    baseline: BaselineLike = None,
     *,
     side: str = "left",
     definition: str = "relative",
-    threshold=None,
+    threshold: ArrayLike | None = None,
     n_steps: int = 50,
     rule: str = "gausslegendre",
     batch_size: int | None = None,
-    key=None,
+    key: PRNGKey | None = None,
 ) -> Attribution:
     """The left or right part of Integrated Gradients, split where `f` crosses a
     threshold along the path (see the module docstring for the definitions).
