@@ -1,4 +1,6 @@
-"""Baselines: the reference inputs path methods integrate from (algorithms.md §0, §1.3).
+"""Baselines: the reference inputs path methods integrate from.
+
+Reference: docs/integrated_gradients.md#baselines.
 
 jaxattr's inputs are pixels in [0, 1] with normalisation inside the model function,
 so **baselines live in pixel space**. The two "zero" images of the literature are:

@@ -11,7 +11,8 @@ weighting). Each node may carry a vector of `m` weights: the pass then returns `
 integrals for the price of one (Split-IG's left and right parts). `path_integral` evaluates this in chunks of
 `batch_size` nodes: one `vmap` of `jax.value_and_grad` per chunk, accumulated in
 a carry, so that peak memory grows with the chunk and not with the number of
-nodes (Captum's `internal_batch_size`; algorithms.md §10). The outputs
+nodes (Captum's `internal_batch_size`;
+docs/integrated_gradients.md#chunked-gradients-and-the-engine). The outputs
 `values_k = f(gamma(alpha_k))` and the slopes `dF/dalpha = <grad f, gamma'>` come
 for free and are returned along with the integral.
 

@@ -74,8 +74,8 @@ def gaussian_blur_traced(
     Matches `scipy.ndimage.gaussian_filter(image, (sigma, sigma, 0),
     mode="constant", truncate=truncate)` for any `sigma`, including kernels wider
     than the image (sigma 50 on 224 px: radius 200), and is differentiable in
-    `sigma` and in `image`. Used by Blur IG (algorithms.md §7.4), whose path
-    changes sigma at every node.
+    `sigma` and in `image`. Used by Blur IG (docs/integrated_gradients.md#blur-ig),
+    whose path changes sigma at every node.
 
     Design: the blur is separable and linear, so it is `K_h @ image @ K_w^T` per
     channel with two dense banded (Toeplitz) matrices `K[i, j] = k(i - j)`, `k` the
@@ -85,7 +85,7 @@ def gaussian_blur_traced(
     which is exactly scipy's zero padding ("constant", cval 0). Cost
     `O(H^2 W C + H W^2 C)`: for 224 px about 70 MFLOP per blur, cheaper than a
     direct convolution with a 401-tap kernel and without the approximations of
-    the Fourier route (algorithms.md §10 suggests an FFT on a padded image: its
+    the Fourier route (an FFT on a padded image, the usual suggestion: its
     transfer function is the untruncated Gaussian, so it does not reproduce
     scipy's truncated, renormalised kernel, and it needs padding to the kernel
     width to avoid wrap-around). The kernel normaliser sums `k` over its whole

@@ -4,7 +4,7 @@ A path integral `int_0^1 g(alpha) d alpha` is approximated by `sum_k w_k g(alpha
 Nodes and weights are static NumPy arrays (they depend only on the rule and the
 number of nodes), so they are constants at trace time and never cause a retrace.
 
-Rule names follow Captum (algorithms.md §1.2):
+Rule names follow Captum (docs/integrated_gradients.md#quadrature-rules):
 
 =====================  =================================  ==========================
 rule                   nodes                              weights (sum)
@@ -19,7 +19,7 @@ rule                   nodes                              weights (sum)
 
 ``riemann_trapezoid`` is the correct composite trapezoid rule. Captum's own
 ``riemann_trapezoid`` weights sum to ``(n-1)/n`` (attributions ~2 % low at
-``n=50``, algorithms.md §1.2 and §11b.8); it is offered only as
+``n=50``, docs/integrated_gradients.md#quadrature-rules); it is offered only as
 ``captum_trapezoid`` for bit-compatibility with Captum.
 """
 

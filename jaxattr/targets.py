@@ -3,8 +3,9 @@
 Methods take `f`, mapping **one** unbatched example to a scalar. `scalar_output`
 builds it from a model function (batched `[N, ...] -> [N, K]`, as Flax modules
 and PyTorch-style models are, or unbatched), a target class and the output
-transform (`"logit"`, `"softmax"` or `"log_softmax"`; algorithms.md §0 and
-§11b.1: the default is the logit, as IG in Captum, IDG, SmoothTaylor and FullGrad).
+transform (`"logit"`, `"softmax"` or `"log_softmax"`;
+docs/integrated_gradients.md#targets-and-the-output-transform: the default is the
+logit, as IG in Captum, IDG, SmoothTaylor and FullGrad).
 """
 
 from __future__ import annotations

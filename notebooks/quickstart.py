@@ -100,7 +100,8 @@ print(f"label of the photo: {photo.class_name!r}")
 # %% [markdown]
 # ## Settings
 #
-# The real settings follow each paper (algorithms.md §1-§7): 64 Gauss-Legendre steps for IG,
+# The real settings follow each paper (the methods reference in `docs/`, one page per
+# method, e.g. docs/integrated_gradients.md): 64 Gauss-Legendre steps for IG,
 # 50 + 50 evaluations for IDG, 150 roots for SmoothTaylor, 30 distillation steps for DGA,
 # 20 false classes with 20 steps each for AGI, 200 steps for Guided IG, 100 for Blur IG.
 #

@@ -23,7 +23,8 @@ X = np.asarray(jax.random.uniform(jax.random.key(0), (2, 12, 12, 3)))
 BASE = np.asarray(jax.random.uniform(jax.random.key(1), (2, 12, 12, 3))) * 0.3
 TARGETS = [3, 7]
 
-# Captum's rule names -> ours (Captum's trapezoid is our captum_trapezoid, algorithms.md §1.2).
+# Captum's rule names -> ours (Captum's trapezoid is our captum_trapezoid,
+# docs/integrated_gradients.md#quadrature-rules).
 RULES = {
     "riemann_left": "riemann_left",
     "riemann_right": "riemann_right",

@@ -46,7 +46,7 @@ def test_weights_sum_to_one_and_nodes_in_unit_interval(rule, n):
 @pytest.mark.parametrize("n", [2, 10, 50])
 def test_captum_trapezoid_reproduces_captums_weights(n):
     # Captum: linspace(0, 1, n) with step sizes [1/(2n)] + [1/n] * (n - 2) + [1/(2n)],
-    # which sum to (n - 1) / n (algorithms.md §1.2).
+    # which sum to (n - 1) / n (docs/integrated_gradients.md#quadrature-rules).
     alphas, weights = quadrature.nodes_and_weights("captum_trapezoid", n)
     np.testing.assert_allclose(alphas, np.linspace(0, 1, n))
     expected = np.array([1 / (2 * n)] + [1 / n] * (n - 2) + [1 / (2 * n)])

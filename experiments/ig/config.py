@@ -1,12 +1,16 @@
 """IG (Sundararajan et al., ICML 2017): completeness error against steps, every rule.
 
-Protocol: algorithms.md §1.1 ("somewhere between 20 and 300 steps are enough to
-approximate the integral (within 5%)") and §1.2 (the rules; `captum_trapezoid` is
-Captum's trapezoid whose weights sum to (n-1)/n). Black baseline (§1.3) and, as the
+Protocol: the IG paper's advice ("somewhere between 20 and 300 steps are enough to
+approximate the integral (within 5%)"; docs/integrated_gradients.md#integrated-gradients)
+and the rules (docs/integrated_gradients.md#quadrature-rules; `captum_trapezoid` is
+Captum's trapezoid whose weights sum to (n-1)/n). Black baseline
+(docs/integrated_gradients.md#baselines) and, as the
 authors, the softmax probability of the predicted class (their Definition 1 has `F:
 R^n -> [0, 1]`, and their how-to says to attribute the softmax output, not the logits;
-§0): the "Paper settings" table of the README. Metrics: `relative_delta = |delta| / |f(x) -
-f(x')|` (§1.2 pitfalls) and `within_5pct` (1 where relative_delta <= 0.05, so its mean
+docs/integrated_gradients.md#targets-and-the-output-transform): the "Paper settings" table
+of the README. Metrics: `relative_delta = |delta| / |f(x) - f(x')|`
+(docs/integrated_gradients.md#completeness-and-the-delta) and `within_5pct` (1 where
+relative_delta <= 0.05, so its mean
 is the fraction of images within 5 %).
 """
 
@@ -52,7 +56,8 @@ CONFIGS["debug"] = {
 
 
 def relative_delta(output: str, tol: float | None = None):
-    """`|sum A - (f(x) - f(0))| / |f(x) - f(0)|` for the black baseline (§1.2);
+    """`|sum A - (f(x) - f(0))| / |f(x) - f(0)|` for the black baseline
+    (docs/integrated_gradients.md#completeness-and-the-delta);
     with `tol`, the indicator `relative_delta <= tol` (float) instead."""
 
     def score(model_fn, x, attributions, target, key):

@@ -1,5 +1,7 @@
 """Error-controlled Integrated Gradients: a tolerance on the attribution map.
 
+Reference: docs/integrated_gradients.md#error-controlled-ig.
+
 Along the straight path `gamma(alpha) = x' + alpha (x - x')`, IG is the integral
 of the per-feature integrand `g(alpha) = grad f(gamma(alpha)) * (x - x')`
 (shape of `x`). The path is cut into intervals `[a, b]` (`h = b - a`); each

@@ -4,7 +4,7 @@ The path goes through Gaussian blurs `L(x, sigma)` of the image (spatial axes
 only, zero padding; `jaxattr.filters.gaussian_blur_traced`), from the maximally
 blurred image `L(x, max_sigma)` (path position alpha = 0) to `x` itself (alpha = 1,
 sigma = 0). Like every path method it keeps completeness up to discretisation
-(algorithms.md §1, "different paths").
+(docs/integrated_gradients.md#blur-ig).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def blur_sigmas(max_sigma: float, n_steps: int, sqrt: bool = False) -> np.ndarra
     """PAIR's `n_steps + 1` blur levels, from 0 (the image) to `max_sigma`.
 
     `sigma_i = i max_sigma / n` or, with `sqrt`, `sqrt(i max_sigma / n)`
-    (algorithms.md §7.4; note that with `sqrt` the last level is
+    (docs/integrated_gradients.md#blur-ig; note that with `sqrt` the last level is
     `sqrt(max_sigma)`, as in PAIR).
     """
     levels = np.arange(n_steps + 1, dtype=np.float64) * float(max_sigma) / n_steps
@@ -66,7 +66,7 @@ def blur_integrated_gradients(
     """Blur IG: Integrated Gradients along a path of ever weaker Gaussian blurs.
 
     With the blur levels `sigma_0 = 0 < sigma_1 < ... < sigma_n` of `blur_sigmas`
-    (algorithms.md §7.4),
+    (docs/integrated_gradients.md#blur-ig),
 
         BlurIG(x) = - sum_{i=0}^{n-1} (sigma_{i+1} - sigma_i)
                       * dL/dsigma (x, sigma_i) * grad f(L(x, sigma_i)),
@@ -82,14 +82,15 @@ def blur_integrated_gradients(
     The derivative `dL/dsigma` of the path:
 
     * `grad_step=0.01` (default): PAIR's forward difference
-      `(L(x, sigma_i + grad_step) - L(x, sigma_i)) / grad_step` (algorithms.md
-      §7.4). The default, because it reproduces the reference implementation's
-      numbers (PAIR is what Blur IG results are reported with, §7.4 and §10) at
+      `(L(x, sigma_i + grad_step) - L(x, sigma_i)) / grad_step`
+      (docs/integrated_gradients.md#blur-ig). The default, because it reproduces
+      the reference implementation's numbers (PAIR is what Blur IG results are
+      reported with) at
       the same cost (two blurs per node). Its bias, O(grad_step), is far below
       the Riemann error O(1 / n_steps) at the defaults.
     * `grad_step=None`: the exact derivative, the velocity of the path by
-      `jax.jvp` of the blur in sigma (algorithms.md §10: "∂L/∂σ ... or
-      analytically"; the engine's default). No step to tune, no float32
+      `jax.jvp` of the blur in sigma (the engine's default). No step to tune,
+      no float32
       cancellation (the forward difference loses ~5 digits to it in float32 at
       grad_step 0.01). The truncated kernel jumps where its radius
       `int(4 sigma + 0.5)` grows; the exact derivative ignores these jumps, the

@@ -2,7 +2,8 @@
 
 `EG(x) = E_{x' ~ D, a ~ U(0, 1)} [(x - x') * grad f(x' + a (x - x'))]`, estimated by
 Monte Carlo: each of `n_samples` gradient evaluations draws one reference from the
-background set `D` and one `a` (algorithms.md §7.6). It is IG with a random
+background set `D` and one `a` (docs/integrated_gradients.md#expected-gradients).
+It is IG with a random
 baseline and a one-node random quadrature, so it runs on the same engine, in
 chunks of `batch_size` samples.
 """

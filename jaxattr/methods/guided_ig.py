@@ -158,19 +158,20 @@ def guided_integrated_gradients(
     repeatedly (inner loop) until the target distance is met, while every
     feature's straight-line position stays within `max_dist` of the step's
     `alpha = t / n_steps`; the attribution is the left Riemann sum
-    `sum (x_new - x_old) * grad f(x_step)` (algorithms.md §7.2). The path ends at
-    `x`, so completeness holds up to the discretisation (§1) on smooth `f`. On a
+    `sum (x_new - x_old) * grad f(x_step)` (docs/integrated_gradients.md#guided-ig).
+    The path ends at `x`, so completeness holds up to the discretisation on smooth
+    `f`. On a
     real ReLU6 network the discretisation error need not shrink: measured on
     EfficientNet-Lite0 (`chelsea`, logit, zero baseline, PAIR's defaults), the
     relative completeness error is 12 % at 50 steps and 83 % at 400 (PAIR's own
     float64 path: 25 % and 94 %), because the path is re-chosen at every step
     resolution. Check `delta` before trusting a map. Defaults are PAIR's
-    (`saliency.core.guided_ig`); the IDG evaluation (§3.4) used `n_steps=50,
+    (`saliency.core.guided_ig`); the IDG evaluation used `n_steps=50,
     fraction=0.5, max_dist=1.0` (unbounded) on a softmax `f`
     (`jaxattr.scalar_output(model, c, output="softmax")`), zero baseline.
 
     Deviations from PAIR (both only where PAIR would loop forever or assert): the
-    inner loop stops when no selectable feature is left (`L1_S = 0`, §10) or after
+    inner loop stops when no selectable feature is left (`L1_S = 0`) or after
     `x.size + 2` iterations, and a negative step ratio from rounding is clipped
     to 0. In float32 "target reached" is judged with a relative tolerance of
     `16 eps` instead of PAIR's `1e-9` (float64); the absolute one stays `1e-9`.

@@ -21,8 +21,10 @@ def integrated_gradients(
     """Integrated Gradients along the straight line from `baseline` to `x`.
 
     `IG_i = (x_i - x'_i) * int_0^1 df/dx_i (x' + a (x - x')) da`, approximated by the
-    quadrature rule `method` with `n_steps` gradient evaluations (algorithms.md
-    §1.1-§1.2). Captum's names and defaults: 50 steps of Gauss-Legendre. With
+    quadrature rule `method` with `n_steps` gradient evaluations
+    (docs/integrated_gradients.md#integrated-gradients,
+    docs/integrated_gradients.md#quadrature-rules).
+    Captum's names and defaults: 50 steps of Gauss-Legendre. With
     several baselines (a list), the attributions are the mean of the IGs from each
     baseline and `f(x')` in the delta is the mean over baselines.
 

@@ -2,7 +2,8 @@
 
 `smoothgrad = mean_i A(x + e_i)`, `smoothgrad_sq = mean_i A(x + e_i)^2` and
 `vargrad = smoothgrad_sq - smoothgrad^2`, with `e_i ~ N(0, sigma^2)` (Smilkov et
-al. 2017; Captum's `NoiseTunnel` computes exactly these, algorithms.md §7.1).
+al. 2017; Captum's `NoiseTunnel` computes exactly these;
+docs/integrated_gradients.md#noisetunnel-and-smoothgrad).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ left part (baseline side, where the output is still rising) and the right part
 (input side, often saturated). `left + right = IG` exactly, node by node, since
 both are the same quadrature sum with complementary masks, evaluated in one pass.
 
-Two definitions of the split (algorithms.md §6, §3.4, decision §11b.5):
+Two definitions of the split (docs/integrated_gradients.md#split-ig-and-left-ig):
 
 * `"relative"` (Miglani et al.): threshold `tau = f(x') + threshold * (f(x) -
   f(x'))`, default `threshold=0.5` (their notebook's experiment uses 0.95). The

@@ -14,7 +14,8 @@ from jaxattr.methods.guided_ig import guided_integrated_gradients
 from tests import helpers
 
 PAIR_DEFAULTS = {"n_steps": 200, "fraction": 0.25, "max_dist": 0.02}
-IDG_SETTINGS = {"n_steps": 50, "fraction": 0.5, "max_dist": 1.0}  # algorithms.md §3.4
+# IDG's evaluation: docs/integrated_gradients.md#guided-ig
+IDG_SETTINGS = {"n_steps": 50, "fraction": 0.5, "max_dist": 1.0}
 SETTINGS = pytest.mark.parametrize(
     "settings", [PAIR_DEFAULTS, IDG_SETTINGS], ids=["pair", "idg"]
 )
