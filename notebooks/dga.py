@@ -15,7 +15,7 @@
 #
 # **DGA** (Jeon, Jeong, Choi, *Distilled Gradient Aggregation: Purify Features for Input
 # Attribution in the Deep Neural Network*, NeurIPS 2022) aggregates a local attribution over a
-# sequence of inputs from which features are progressively removed (algorithms.md §5).
+# sequence of inputs from which features are progressively removed (`docs/dga.md`).
 #
 # **Local attribution: Uniform FullGrad (UFG, eq. 2).** FullGrad's decomposition of a ReLU
 # network, `f(x) = <grad_x f, x> + sum_l <b_l, grad_{b_l} f>`, with the bias terms spread

@@ -16,7 +16,7 @@
 # **Guided non-linearity IG** (Kwon, Koo, Cho, *Guided Non-linearity for Integrated
 # Gradients*, ICPR 2020) is Integrated Gradients in which every gradient is taken through a
 # **modified backward pass**: only positive gradients propagate through the non-linear units
-# (algorithms.md §4.1):
+# (`docs/gnl.md#definition`):
 #
 # * **ReLU** (and ReLU6, treated alike): `delta_in = max(0, delta_out * 1[z > 0])` (for ReLU6
 #   also `1[z < 6]`) -- the ordinary local gradient, then clamped at 0. This is Guided

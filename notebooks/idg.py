@@ -188,7 +188,8 @@ plt.show()
 # Because of the `dF/da` weight, `sum(IDG)` approximates `int (dF/da)^2 da`, not
 # `f(x) - f(x')`: IDG has no completeness property, and its `delta` is reported only for
 # comparison. The authors' code (`reference_compat=True`) differs in where the nodes go (its
-# cells are compacted towards `a = 0`, see algorithms.md §3.3) and in the final `1 / M`:
+# cells are compacted towards `a = 0`, see `docs/idg.md#deviations-of-the-authors-code`) and in
+# the final `1 / M`:
 
 # %%
 ref_alphas = np.asarray(ref.aux["alphas"][0])
@@ -222,7 +223,7 @@ plt.show()
 #
 # `N` and `M` are static (they set shapes), so each pair compiles once; the authors tie both
 # to `steps = 50`. Below: how far the IDG map at each budget is from the one at the authors'
-# `M = 50`, as a relative L2 distance (the sweep of the authors' repository, §3.5). On a GPU
+# `M = 50`, as a relative L2 distance (the sweep of the authors' repository, `docs/idg.md#numbers-from-the-paper`). On a GPU
 # or TPU (`ACCELERATOR`) the sweep goes on to `M = 128` and `256`, where the distance shows
 # how far the authors' budget is from the converged map.
 

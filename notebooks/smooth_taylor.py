@@ -34,7 +34,7 @@
 #
 # The noise level is the method's one hyperparameter. In jaxattr it is a *traced* argument
 # (`stdevs`, absolute, or `stdev_spread`, relative), so a sweep over noise levels is one
-# `jax.vmap` and compiles once. **Adaptive noising** (§2.2 of algorithms.md) picks, per image,
+# `jax.vmap` and compiles once. **Adaptive noising** (`docs/smooth_taylor.md#adaptive-noising`) picks, per image,
 # the `sigma` that minimises an evaluation score: AUPC (area under the perturbation curve,
 # lower means the map finds the regions whose perturbation hurts the logit most) or AUTVC
 # (multi-scale total variation of the map, lower means less noisy).

@@ -1,12 +1,13 @@
 """DGA (Jeon et al., NeurIPS 2022): MoRF/LeRF and insertion/deletion of G*I, GBP, IG,
-FullGrad, Guided IG and DGA (Table 1, algorithms.md §5.4).
+FullGrad, Guided IG and DGA (Table 1, docs/dga.md#numbers-from-the-paper).
 
-Protocol: §5.4 (softmax of the target class; MoRF lower and LeRF higher is better; the
-removal value and step size are not stated, so removed pixels take normalised zero and
-one image row of pixels goes per step, as RISE §8.1) plus RISE insertion/deletion (§8.1;
-the SPI paper's reading of the same numbers; the README argues that Table 1's "LeRF"
-column is insertion). DGA: N = 30, q = 0.9, beta = 0 (§5.3), UFG by the completeness
-shortcut (§5.1), masking towards normalised zero. Guided IG: PAIR's defaults (§7.2).
+Protocol: docs/dga.md#evaluation-protocol (softmax of the target class; MoRF lower and
+LeRF higher is better; the removal value and step size are not stated, so removed pixels
+take normalised zero and one image row of pixels goes per step, as RISE) plus RISE
+insertion/deletion (docs/evaluation.md; the SPI paper's reading of the same numbers; the
+README argues that Table 1's "LeRF" column is insertion). DGA: N = 30, q = 0.9, beta = 0
+(docs/dga.md#paper-settings), UFG by the completeness shortcut, masking towards
+normalised zero. Guided IG: PAIR's defaults (docs/integrated_gradients.md).
 The authors' inputs were normalised tensors, so with `"space": "normalised"` gradient x
 input and Guided Backprop are taken with respect to the normalised input (`x_n *
 grad_{x_n} = (x - mean) * grad_x`, `grad_{x_n} = std * grad_x`); IG, Guided IG,

@@ -1,11 +1,12 @@
 """Guided non-linearity IG (Kwon et al., ICPR 2020): deletion/insertion of IG vs GNL-IG.
 
-Protocol: algorithms.md §4.1 (Captum IG defaults: 50 Gauss-Legendre steps, zero baseline
-in normalised space, the logit of the predicted class; the authors' hook code's max-pool
-rule, `max_pool="sign_mask"`, not the library default `"positive"`) and §4.2 (RISE deletion and
-insertion, softmax, one image row of pixels per step, heat map `|sum_c A|`). Run on
-every port we have real weights for: EfficientNet-Lite0 (`default`) and the CIFAR-10
-ResNets whose checkpoints are in `../shared/assets` (`cifar`, one experiment per net).
+Protocol: docs/gnl.md#paper-settings (Captum IG defaults: 50 Gauss-Legendre steps, zero
+baseline in normalised space, the logit of the predicted class; the authors' hook code's
+max-pool rule, `max_pool="sign_mask"`, not the library default `"positive"`) and
+docs/gnl.md#evaluation-protocol (RISE deletion and insertion, softmax, one image row of
+pixels per step, heat map `|sum_c A|`). Run on every port we have real weights for:
+EfficientNet-Lite0 (`default`) and the CIFAR-10 ResNets whose checkpoints are in
+`../shared/assets` (`cifar`, one experiment per net).
 """
 
 from __future__ import annotations

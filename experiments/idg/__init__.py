@@ -1,4 +1,4 @@
-"""IDG (Walker et al., AAAI 2024): insertion/deletion of IG, LIG, GIG, AGI, IDG (§3).
+"""IDG (Walker et al., AAAI 2024): insertion/deletion of IG, LIG, GIG, AGI, IDG (docs/idg.md).
 
 See README.md in this folder; `python -m experiments idg --config debug`.
 """

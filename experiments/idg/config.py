@@ -1,15 +1,16 @@
-"""IDG (Walker et al., AAAI 2024): insertion/deletion of IG, LIG, GIG, AGI, IDG (§3).
+"""IDG (Walker et al., AAAI 2024): insertion/deletion of IG, LIG, GIG, AGI, IDG.
 
-Protocol: algorithms.md §3.4 (method settings) and §3.5 (RISE insertion/deletion with
-softmax scores, 224 pixels per step, blur 11/5 start for insertion, normalised-zero
-substrate for deletion, correctly classified images only). The N/M sweep of the
-authors' repository (§3.5) is one extra method `idg_N{n}_M{m}` per (N, M): N and M set
-array shapes, so each is its own compiled program (vmapped over images by the runner).
-`idg` is the method as described (samples inside the true high-slope intervals);
-`idg_reference` (with `"idg_reference_compat": true`) is the authors' code
-(`reference_compat=True`: compacted cells, finite-difference slopes), which produced
-their numbers. The README's "Paper settings" table lists every setting;
-`tests/test_paper_settings.py` checks it against what `build` passes to the methods.
+Protocol: docs/idg.md, "Compared methods" (method settings) and "Evaluation protocol"
+(RISE insertion/deletion with softmax scores, 224 pixels per step, blur 11/5 start for
+insertion, normalised-zero substrate for deletion, correctly classified images only).
+The N/M sweep of the authors' repository (docs/idg.md#numbers-from-the-paper) is one
+extra method `idg_N{n}_M{m}` per (N, M): N and M set array shapes, so each is its own
+compiled program (vmapped over images by the runner). `idg` is the method as described
+(samples inside the true high-slope intervals); `idg_reference` (with
+`"idg_reference_compat": true`) is the authors' code (`reference_compat=True`: compacted
+cells, finite-difference slopes), which produced their numbers. The README's "Paper
+settings" table lists every setting; `tests/test_paper_settings.py` checks it against
+what `build` passes to the methods.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
     },
 }
-# The authors' repository's N/M sweep (§3.5) as its own experiment, `idg_sweep`: IDG at
+# The authors' repository's N/M sweep as its own experiment, `idg_sweep`: IDG at
 # N = M = 50 and one method per (N, M), without the comparison methods. Kept apart from
 # `default` so that the paper's comparison is not slowed by it (the 8 extra IDG programs
 # cost more than the 6 methods of the comparison together).
@@ -77,7 +78,7 @@ def build(config: Mapping[str, Any]) -> Experiment:
         config, ("model", "n_steps", "gig", "agi", "step", "batch_size"), "idg"
     )
     model = c.model_from(config)
-    zero = c.zero_pixel(model)  # the authors' "0" baseline: normalised zero (§3.4)
+    zero = c.zero_pixel(model)  # the authors' "0" baseline: normalised zero
     bs, n = config["batch_size"], config["n_steps"]
     sweep_only = config.get("sweep_only", False)
     methods = {
@@ -87,11 +88,11 @@ def build(config: Mapping[str, Any]) -> Experiment:
         "agi": c.agi(**config["agi"]),
         "idg": c.idg(baseline=zero, n_steps=n, n_coarse=n, batch_size=bs),
     }
-    if config.get("idg_reference_compat", False):  # the authors' code (§3.2-§3.3)
+    if config.get("idg_reference_compat", False):  # the authors' code (docs/idg.md)
         methods["idg_reference"] = c.idg(
             baseline=zero, n_steps=n, n_coarse=n, reference_compat=True, batch_size=bs
         )
-    # §3.5 sweep: N varies with M = n_steps fixed, then M varies with N fixed.
+    # The authors' sweep: N varies with M = n_steps fixed, then M varies with N fixed.
     pairs = [(k, n) for k in config.get("sweep_n", [])]
     pairs += [(n, m) for m in config.get("sweep_m", [])]
     for big_n, m in pairs:

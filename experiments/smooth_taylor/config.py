@@ -1,14 +1,15 @@
 """SmoothTaylor (Goh et al., ICPR 2020): AUPC ("sensitivity") and AUTVC ("noise level")
 of IG (black and uniform-noise baselines), SmoothGrad, SmoothTaylor at a fixed sigma and
-with adaptive noising (algorithms.md §2), plus SmoothTaylor's sigma sweep.
+with adaptive noising (docs/smooth_taylor.md), plus SmoothTaylor's sigma sweep.
 
 Noise levels are in the authors' units (`"units": "normalised"`): the authors' input is
-the normalised tensor `x_n = (x - mean) / std` (§2.1, §2.5), so SmoothTaylor and
-adaptive noising get `normalisation=(mean, std)` of the model (noise `sigma * std`
-pixels per channel, `sigma_0 = mean|x_n|`, step 0.1), and SmoothGrad runs in normalised
-coordinates (15 % of the normalised range, gradients with respect to `x_n`), exactly
-as the authors' code. The README's "Paper settings" table lists every setting;
-`tests/test_paper_settings.py` checks it against what `build` passes to the methods.
+the normalised tensor `x_n = (x - mean) / std` (docs/smooth_taylor.md#noise-units), so
+SmoothTaylor and adaptive noising get `normalisation=(mean, std)` of the model (noise
+`sigma * std` pixels per channel, `sigma_0 = mean|x_n|`, step 0.1), and SmoothGrad runs
+in normalised coordinates (15 % of the normalised range, gradients with respect to
+`x_n`), exactly as the authors' code. The README's "Paper settings" table lists every
+setting; `tests/test_paper_settings.py` checks it against what `build` passes to the
+methods.
 
 The sigma sweep is its own experiment, `smooth_taylor.sigma_sweep`: ONE method,
 `smooth_taylor_sweep`, computes SmoothTaylor for every sigma in one compiled `vmap`
@@ -45,7 +46,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "ig_steps": 50,
         "sg": {"nt_samples": 50, "stdev_spread": 0.15},
         "n_roots": 150,
-        "sigma": 0.5,  # normalised units (§2.1)
+        "sigma": 0.5,  # normalised units (docs/smooth_taylor.md#noise-units)
         "adaptive": {"learning_rate": 0.1, "max_iterations": 20, "max_stop": 3},
         "adaptive_objective": "aupc",
         "aupc": _AUPC_PAPER,
@@ -146,10 +147,10 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
     if config["units"] != "normalised":
         raise ValueError(
             "smooth_taylor: config['units'] must be 'normalised' (the authors' noise"
-            f" units, §2.1); got {config['units']!r}"
+            f" units, docs/smooth_taylor.md#noise-units); got {config['units']!r}"
         )
     model = c.model_from(config)
-    norm = c.normalisation(model)  # (mean, std): the authors' units (§2.1, §2.5)
+    norm = c.normalisation(model)  # (mean, std): the authors' units (module docstring)
     bs, n_roots = config["batch_size"], config["n_roots"]
     ad = dict(config["adaptive"])
     objective = config.get("adaptive_objective", "aupc")
@@ -168,8 +169,8 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
 
     def st_adaptive(model_fn, x, target, key):
         f = jaxattr.scalar_output(model_fn, target, output="logit")
-        # §2.2 in the authors' units: sigma_0 = mean |x_n| (the default with a
-        # normalisation), lr = 0.1 normalised units.
+        # docs/smooth_taylor.md#adaptive-noising in the authors' units: sigma_0 =
+        # mean |x_n| (the default with a normalisation), lr = 0.1 normalised units.
         return jaxattr.adaptive_noising(
             f,
             x,

@@ -1,12 +1,12 @@
 """Distilled Gradient Aggregation, DGA (Jeon, Jeong and Choi, NeurIPS 2022;
-algorithms.md §5).
+docs/dga.md).
 
 DGA evaluates a local attribution, Uniform FullGrad (UFG), along a sequence of
 "distilled" inputs `x~(n)`, `n = 0..N`, each the original input with a soft mask that
 removes weak contributors (a growing fraction `n/N` of the smallest `|phi|`) and
 extreme positive contributors (the top `1 - q` of `phi`), and sums the positive parts.
 
-Decisions on the open questions (algorithms.md §11b.7):
+Decisions on the open questions (docs/dga.md#jaxattrs-dga):
 
 * **n = 0 is included** (Algorithm 1: `N + 1` evaluations); `include_first=False`
   gives eq. 10's `n = 1..N`. The normaliser `Z` of eq. 10 is unspecified; we take
@@ -14,7 +14,7 @@ Decisions on the open questions (algorithms.md §11b.7):
 * **Features** are the elements of `x` (`C*H*W`, the paper's "features j of x");
   `mask_features="pixels"` ranks channel-summed `phi` per pixel and masks whole pixels.
 * **Target**: whatever scalar `f` returns (jaxattr's default is the logit, as
-  FullGrad; §5.1 ⚠).
+  FullGrad; the paper does not say).
 * **Input space**: masking moves features to `baseline`, `x~ = b + M * (x - b)`, and
   UFG's input term is `(x~ - b) * grad f`. The default `None` (zeros: black pixels in
   jaxattr's pixel space) is the library-wide general choice, **not** the authors'
@@ -26,8 +26,9 @@ Decisions on the open questions (algorithms.md §11b.7):
   ImageNet's) reproduces that exactly, since `x_n * grad_{x_n} = (x - mean) *
   grad_x` and `x_n * M = ((mean + M * (x - mean)) - mean) / std` for
   `x_n = (x - mean) / std`. `n_steps=30`, `q=0.9`, `beta=0` are the authors'.
-* **UFG** by the completeness shortcut (§5.1) where `f` is piecewise linear, else by
-  an explicit bias route (`bias_fn`) or an error; see `distilled_gradient_aggregation`.
+* **UFG** by the completeness shortcut (docs/dga.md#uniform-fullgrad) where `f` is
+  piecewise linear, else by an explicit bias route (`bias_fn`) or an error; see
+  `distilled_gradient_aggregation`.
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ def _below_order_statistic(values, m):
 
 
 def dga_masks(phi: ArrayLike, n: ArrayLike, n_total: int, q: ArrayLike):
-    """The soft mask `M = (n/N) M^WC + (1 - n/N) M^EPC` of step `n` (§5.2-§5.3).
+    """The soft mask `M = (n/N) M^WC + (1 - n/N) M^EPC` of step `n`
+    (docs/dga.md#masks).
 
     Args:
       phi: `[d]` local attributions (flat).
@@ -280,7 +282,7 @@ def _ufg(f, x, b, ufg, bias_fn, caller):
         else:
             raise ValueError(
                 f"{caller}: f is not piecewise linear in x (found: {', '.join(bad)}),"
-                " so the UFG completeness shortcut (algorithms.md §5.1) does not hold;"
+                " so the UFG completeness shortcut (docs/dga.md) does not hold;"
                 " expected a piecewise-linear f (e.g. output='logit' of a ReLU"
                 " network), bias_fn= for the explicit FullGrad route, or"
                 " ufg='shortcut' to use the shortcut anyway."
@@ -349,7 +351,7 @@ def distilled_gradient_aggregation(
     include_first: bool = True,
     mask_features: str = "elements",
 ) -> Attribution:
-    """DGA: `sum_n max(phi_n, 0) + beta * min(phi_n, 0)` over distilled inputs (§5).
+    """DGA: `sum_n max(phi_n, 0) + beta * min(phi_n, 0)` over distilled inputs.
 
     `phi_n = UFG(x~(n))` with `x~(0) = x` and `x~(n+1) = b + M_n * (x - b)`, where
     `M_n` is the soft mask of `dga_masks` computed from `phi_n` (always applied to
@@ -360,7 +362,7 @@ def distilled_gradient_aggregation(
     and `B` the total bias contribution (FullGrad's `sum_l <b_l, grad_{b_l} f>`):
 
     * `ufg="shortcut"`: `B = f(x~) - <x~ - b, g>`, the local affine offset, exact
-      for piecewise-linear networks by the full-gradient completeness (§5.1); one
+      for piecewise-linear networks by the full-gradient completeness (docs/dga.md); one
       gradient per step, no bias bookkeeping. (For clamps like ReLU6 it also
       counts the saturation level as an implicit bias.)
     * `ufg="explicit"`: `B = <b, g> + bias_fn(x~)`, where `bias_fn(x) -> scalar`

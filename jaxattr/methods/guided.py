@@ -2,7 +2,7 @@
 
 `guided(f)` returns a function with the same forward values as `f` (bit for bit)
 whose backward pass lets only positive gradients through ReLU, ReLU6 and max-pool
-(Kwon et al., ICPR 2020; Springenberg et al. 2015; algorithms.md §4, §7.8). It works
+(Kwon et al., ICPR 2020, docs/gnl.md; Springenberg et al. 2015). It works
 on any JAX function, including models we did not write, without module hooks: `f`
 is traced to a jaxpr (`jax.make_jaxpr`) and re-evaluated equation by equation,
 binding every primitive as it was, except these, which get a `jax.custom_vjp`:
@@ -16,15 +16,15 @@ binding every primitive as it was, except these, which get a `jax.custom_vjp`:
 * **ReLU6** -- `jax.nn.relu6`, and `min(r, 6)` with `r` the output of a ReLU above
   (e.g. `jnp.clip(z, 0, 6)`). Backward: `max(g * 1[0 < z < 6], 0)`.
 * **Max-pool** -- `lax.reduce_window_max` (`flax.linen.max_pool`), two rules
-  (algorithms.md §4.1): `"positive"` routes `max(g, 0)` to each window's argmax
+  (docs/gnl.md#definition): `"positive"` routes `max(g, 0)` to each window's argmax
   (the described method; default); `"sign_mask"` routes `g` to the argmax and then
   multiplies by the nearest-neighbour upsampling of `1[g > 0]` to the input size
   (the GNL authors' code; equal to `"positive"` for non-overlapping windows, only
   approximately "positive gradients" for overlapping ones such as ResNet's 3x3/s2
-  stem, §4.3); `"none"` leaves max-pool unchanged (Springenberg's and Captum's
-  Guided Backprop guide ReLUs only).
+  stem, docs/gnl.md#deviations-of-the-authors-code); `"none"` leaves max-pool
+  unchanged (Springenberg's and Captum's Guided Backprop guide ReLUs only).
 
-Scope (algorithms.md §11b.6, decided): every ReLU and ReLU6 reached through plain
+Scope (decided; docs/gnl.md): every ReLU and ReLU6 reached through plain
 code, `jit`/`pjit` calls, `checkpoint` and the bodies of `scan`, `while` and `cond`
 is guided (the loops and branches are rebuilt around guided bodies by
 `jaxattr._interpret`; a `while` loop has no reverse-mode gradient, so there it
@@ -34,7 +34,7 @@ as do `where(z > 0, z, 0)`-style ReLUs, global `reduce_max` and integer
 `max`/`min` (index clamps).
 `count_guided(f, *args)` reports how many operations of each kind were changed, so
 the scope can be checked on a given model (the GNL authors' hooks missed the
-functional ReLUs of GoogLeNet, §4.3). Forward values are bit-equal to `f` because
+functional ReLUs of GoogLeNet, docs/gnl.md). Forward values are bit-equal to `f` because
 the same primitives are bound with the same operands; only gradients change.
 """
 
@@ -351,7 +351,7 @@ def guided(
     Args:
       f: any JAX function, e.g. `jaxattr.scalar_output(model.fn, target)`.
       max_pool: `"positive"` (default: route `max(g, 0)`), `"sign_mask"` (the GNL
-        authors' rule) or `"none"` (algorithms.md §4.1) (static).
+        authors' rule) or `"none"` (docs/gnl.md#definition) (static).
       relu: guide ReLUs (static).
       relu6: guide ReLU6 clamps (static). Captum's `GuidedBackprop` hooks
         `torch.nn.ReLU` modules only, so it leaves ReLU6 unguided.
@@ -397,10 +397,10 @@ def guided_backprop(
 ) -> Attribution:
     """Guided Backprop (Springenberg et al., 2015): the gradient of `guided(f)` at `x`.
 
-    Captum's `GuidedBackprop` (algorithms.md §7.8): ReLU backward replaced by
+    Captum's `GuidedBackprop` (docs/comparison_methods.md): ReLU backward replaced by
     `max(g * 1[z > 0], 0)`; max-pool unchanged by default (`max_pool="none"`, as
     Springenberg and Captum). ReLU6 is guided by default (treated as a ReLU, as
-    GNL does, §4.1); `relu6=False` matches Captum, which hooks `nn.ReLU` only.
+    GNL does, docs/gnl.md); `relu6=False` matches Captum, which hooks `nn.ReLU` only.
 
     Args:
       f: maps one example to a scalar.
@@ -441,7 +441,7 @@ def gnl_integrated_gradients(
 
     `integrated_gradients(guided(f, max_pool=...), x, baseline, ...)`: IG whose
     gradients pass only positive values through ReLU, ReLU6 and max-pool
-    (algorithms.md §4.1). Completeness does not hold, so `delta` is reported but
+    (docs/gnl.md#definition). Completeness does not hold, so `delta` is reported but
     is not expected to be small.
 
     Defaults versus the authors' settings (Captum's IG defaults on normalised

@@ -33,7 +33,7 @@ def allocate(
     """IDG's adaptive sampling: `n_steps` nodes placed where the path's slope is.
 
     From `coarse_values [N]`, the values of `f` at `a_k = k / (N - 1)`, builds the
-    nodes of phase C (algorithms.md §3.2, §10), all with static shapes:
+    nodes of phase C (docs/idg.md#jaxattrs-idg), all with static shapes:
 
     * slopes of the intervals: `s_k = (L_k - L_{k-1}) / D`, `D = 1 / (N - 1)`;
     * mass of interval `k`: described method: `p_k ~ |s_k|`, the magnitude of the
@@ -52,10 +52,11 @@ def allocate(
       `c_k` equal sub-cells, node at each sub-cell's midpoint (`placement=
       "midpoint"`) or left end (`"left"`); reference: the r-th *non-empty* entry of
       their `N` entries (with the dummy `s_0`) is placed at `[r D, (r + 1) D)`,
-      left ends (the compaction of §3.3.1). Missing nodes sit at 0 with width 0.
+      left ends (the compaction of docs/idg.md#deviations-of-the-authors-code).
+      Missing nodes sit at 0 with width 0.
 
     Degenerate slopes (constant `f`, or no positive normalised mass) fall back to
-    a uniform allocation over the intervals instead of dividing by zero (§3.3.4).
+    a uniform allocation over the intervals instead of dividing by zero.
 
     Described method as a quadrature: every node of interval `k` has weight
     `D / c_k`, so interval `k` is integrated by the composite midpoint (or left)
@@ -140,14 +141,14 @@ def integrated_decision_gradients(
     """Integrated Decision Gradients: path gradients weighted by `dF/dalpha`.
 
     `IDG_i = (x_i - x'_i) int_0^1 df/dx_i(g(a)) dF/da da` on the straight line
-    `g(a) = x' + a (x - x')`, `dF/da = <grad f(g(a)), x - x'>` (algorithms.md §3.1),
-    with adaptive sampling (§3.2): phase A evaluates `f` (forward only) at
+    `g(a) = x' + a (x - x')`, `dF/da = <grad f(g(a)), x - x'>` (docs/idg.md),
+    with adaptive sampling: phase A evaluates `f` (forward only) at
     `n_coarse` uniform points, `allocate` places `n_steps` nodes in proportion to
     the magnitude of the slope, and phase C takes `n_steps` gradients through
     `engine.path_integral` with node weights `width_j * dF/da(a_j)`. Everything
     runs inside `jit` with static shapes (no host round trip).
 
-    Decisions (algorithms.md §11b.3, §11b.4):
+    Decisions (docs/idg.md#paper-settings):
 
     * Default (the described method): a convergent quadrature of the integral
       above. Nodes go inside the true intervals, in proportion to `|s_k|`, the
@@ -164,7 +165,7 @@ def integrated_decision_gradients(
       `int (dF/da)^2 da` as `n_steps` grows, at a fixed `n_coarse` (`allocate`
       says when an interval is left out), and `IDG` per feature converges to
       the integral above.
-    * `reference_compat=True` reproduces the authors' current code (§3.3): cells
+    * `reference_compat=True` reproduces the authors' current code (docs/idg.md): cells
       compacted towards `a = 0`, finite-difference slopes between consecutive
       nodes with `s'_0 = 0` (the first gradient is dropped), the final mean
       `1 / M`, and their remainder rule. It costs `n_steps` extra forwards. Where

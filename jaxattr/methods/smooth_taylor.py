@@ -1,5 +1,5 @@
 """SmoothTaylor and adaptive noising (Goh, Lapuschkin, Weber, Samek and Binder, ICPR
-2020, arXiv 2004.10484; algorithms.md §2).
+2020, arXiv 2004.10484; docs/smooth_taylor.md).
 
 SmoothTaylor averages first-order Taylor terms over random expansion points ("roots")
 `z_i = x + sigma * eps_i`, `eps_i ~ N(0, I)`:
@@ -7,8 +7,8 @@ SmoothTaylor averages first-order Taylor terms over random expansion points ("ro
     ST(x) = (1/N) sum_i (x - z_i) * grad f(z_i) = -(sigma/N) sum_i eps_i * grad f(z_i).
 
 Adaptive noising searches, per image, for the `sigma` that minimises a score of the
-SmoothTaylor heat map (the authors' AUPC by default, or AUTVC; §2.2-§2.3), with the
-authors' step rule.
+SmoothTaylor heat map (the authors' AUPC by default, or AUTVC), with the authors' step
+rule (docs/smooth_taylor.md#adaptive-noising).
 
 **Units: library defaults versus the authors' setting.** The authors' input is the
 ImageNet-normalised image `x_n = (x - mean) / std` and their noise levels are absolute
@@ -54,8 +54,8 @@ from jaxattr.typing import ArrayLike, BaselineLike, PRNGKey, ScalarFn
 #: units against the authors' absolute 0.5, and it shrinks on low-contrast images.
 DEFAULT_STDEV_SPREAD = 0.1
 
-#: The authors' absolute noise level in normalised units (§2.1), the default of
-#: `smooth_taylor` when `normalisation` is given.
+#: The authors' absolute noise level in normalised units, the default of
+#: `smooth_taylor` when `normalisation` is given (docs/smooth_taylor.md#noise-units).
 AUTHORS_STDEVS = 0.5
 
 
@@ -175,8 +175,8 @@ def smooth_taylor(
 ) -> Attribution:
     """SmoothTaylor: the mean Taylor term `(x - z_i) * grad f(z_i)` over noisy roots.
 
-    `z_i = x + sigma * eps_i`, `eps_i ~ N(0, I)` drawn from `key` (algorithms.md
-    §2.1). The roots are evaluated in chunks of `batch_size` through
+    `z_i = x + sigma * eps_i`, `eps_i ~ N(0, I)` drawn from `key`
+    (docs/smooth_taylor.md#definition), evaluated in chunks of `batch_size` through
     `engine.chunked_sum` (one `jax.value_and_grad` per root), so peak memory grows
     with the chunk, not with `n_roots`. The noise level follows `noise_tunnel`:
     absolute `stdevs`, or `stdev_spread * (max(x) - min(x))`; both are traced, so a
@@ -191,7 +191,8 @@ def smooth_taylor(
     low-contrast images; module docstring). `noise_level` returns the `sigma` used.
 
     Args:
-      f: maps one example to a scalar (the authors explain the logit, §2.1).
+      f: maps one example to a scalar (the authors explain the logit,
+        docs/smooth_taylor.md#paper-settings).
       x: one example, e.g. `[H, W, C]`; floating, finite.
       baseline: must be `None` (SmoothTaylor has no baseline); accepted so that the
         method has the common signature.
@@ -215,7 +216,8 @@ def smooth_taylor(
     Returns:
       `Attribution` with `attributions [*x.shape]`; `delta = sum(attributions) -
       (f(x) - mean_i f(z_i))`, the first-order Taylor residual (0 for an affine
-      `f`; SmoothTaylor has no completeness property, §2.5); `aux` with `sigma`
+      `f`; SmoothTaylor has no completeness property,
+      docs/smooth_taylor.md#definition); `aux` with `sigma`
       (absolute, units of `x`; per channel where the noise is), `values [n_roots]` (`f(z_i)`), `f_x` and `f_baseline` (the
       mean root value, the "baseline" of that delta).
 
@@ -273,7 +275,8 @@ def _search(
     max_stop: int,
     max_iterations: int,
 ) -> _SearchState:
-    """The authors' step rule (algorithms.md §2.2) as one `lax.while_loop`.
+    """The authors' step rule (docs/smooth_taylor.md#adaptive-noising) as one
+    `lax.while_loop`.
 
     `objective(sigma, i) -> (score, heatmap)` is called with the running evaluation
     index `i` (0, 1, ...), from which the caller derives a fresh key. Each step
@@ -345,7 +348,8 @@ def _search(
 
 
 def _named_score_fn(name, caller, score_kwargs):
-    """The score function for `score_fn="aupc"` or `"autvc"` (§2.3), lower is better."""
+    """The score function for `score_fn="aupc"` or `"autvc"`, lower is better
+    (docs/smooth_taylor.md#evaluation-measures)."""
     from jaxattr import metrics
 
     if name == "autvc":
@@ -383,7 +387,8 @@ def adaptive_noising(
     max_iterations: int = 20,
     normalisation: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Attribution:
-    """SmoothTaylor with the per-image noise level that minimises `score_fn` (§2.2).
+    """SmoothTaylor with the per-image noise level that minimises `score_fn`
+    (docs/smooth_taylor.md#adaptive-noising).
 
     Starting at `sigma_init` (default `mean(|x|)`, the authors' choice), each of at
     most `max_iterations` steps tries `|sigma + lr|` and, if that scores worse than
@@ -392,9 +397,10 @@ def adaptive_noising(
     `max_stop + 1`-th such step in a row stops the search. The heat map with the
     lowest score seen is returned. Everything runs in one `lax.while_loop`, so the
     search is jit- and vmap-able; every objective evaluation recomputes
-    SmoothTaylor with fresh roots (the authors' objective is stochastic, §2.5), from
-    keys derived from `key` and the evaluation index, so a key fixes the whole
-    search. Up to `1 + 2 * max_iterations` SmoothTaylor runs.
+    SmoothTaylor with fresh roots (the authors' objective is stochastic,
+    docs/smooth_taylor.md#pitfalls), from keys derived from `key` and the evaluation
+    index, so a key fixes the whole search. Up to `1 + 2 * max_iterations`
+    SmoothTaylor runs.
 
     Units and defaults. `learning_decay`, `max_stop`, `max_iterations`, `n_roots`
     and the AUPC objective are the authors' defaults. `sigma`, `sigma_init` and
@@ -415,7 +421,8 @@ def adaptive_noising(
       x: one example, e.g. `[H, W, C]`.
       baseline: must be `None` (as `smooth_taylor`).
       key: PRNG key (required).
-      score_fn: what the search minimises (§2.3): `"aupc"` (default: AUPC of `f`
+      score_fn: what the search minimises
+        (docs/smooth_taylor.md#evaluation-measures): `"aupc"` (default: AUPC of `f`
         itself, `jaxattr.metrics.aupc` with `f` as a one-output model), `"autvc"`
         (`jaxattr.metrics.autvc` of the heat map), or a function
         `score_fn(f, x, attributions, key) -> scalar`, lower is better.

@@ -1,5 +1,5 @@
 """Integrated Decision Gradients: allocation where the slope is, NumPy references of
-the described method and of the authors' code (algorithms.md §3.2-§3.3), worked
+the described method and of the authors' code (docs/idg.md), worked
 examples of the reference-compat behaviour, degenerate cases, jit/vmap. (The
 EfficientNet-Lite0 run is in test_guided.py, shared with the guided methods.)"""
 
@@ -66,7 +66,7 @@ def _path_oracle(f, x, ref):
 
 
 def reference_described(f, x, ref, n, m, placement="midpoint"):
-    """The described method, written out with loops (algorithms.md §3.1-§3.2)."""
+    """The described method, written out with loops (docs/idg.md#jaxattrs-idg)."""
     value, grad = _path_oracle(f, x, ref)
     diff = np.asarray(x, np.float64) - np.asarray(ref, np.float64)
     d = 1.0 / (n - 1)
@@ -93,7 +93,7 @@ def reference_described(f, x, ref, n, m, placement="midpoint"):
 
 
 def reference_authors(f, x, ref, n, m):
-    """The authors' code as described in algorithms.md §3.2 (loops, N entries)."""
+    """The authors' code as in docs/idg.md#the-authors-procedure (loops, N entries)."""
     value, grad = _path_oracle(f, x, ref)
     diff = np.asarray(x, np.float64) - np.asarray(ref, np.float64)
     d = 1.0 / (n - 1)
@@ -175,7 +175,7 @@ def test_allocation_on_a_sigmoid_path_puts_the_samples_where_the_slope_is():
     # Each sample lies in its own interval: between the first and last non-empty.
     nonempty = np.nonzero(counts)[0]
     assert alphas.min() > a[nonempty[0]] and alphas.max() < a[nonempty[-1] + 1]
-    # The authors' placement compacts the same cells towards 0 (§3.3.1).
+    # The authors' placement compacts the same cells towards 0 (docs/idg.md).
     c = run(sigmoid_path, x, n_coarse=50, n_steps=50, reference_compat=True)
     compat = np.asarray(c.aux["alphas"][0])
     n_cells = int((np.asarray(c.aux["counts"][0]) > 0).sum())
@@ -232,7 +232,7 @@ def test_worked_example_first_gradient_dropped_mean_and_off_by_one():
     r = run(lin, x, n_coarse=5, n_steps=4)
     np.testing.assert_allclose(r.attributions, x * w * slope, rtol=1e-6)
     # N = M = 5: the remainder goes to the dummy entry 0, giving 5 cells of width
-    # 1/4 (sum of widths 1.25) and a node at a = 1: the off-by-one of §3.3.1.
+    # 1/4 (sum of widths 1.25) and a node at a = 1: the off-by-one (docs/idg.md).
     c5 = run(lin, x, n_coarse=5, n_steps=5, reference_compat=True)
     np.testing.assert_array_equal(c5.aux["counts"][0], [1, 1, 1, 1, 1])
     np.testing.assert_allclose(c5.aux["alphas"][0], [0, 0.25, 0.5, 0.75, 1.0])

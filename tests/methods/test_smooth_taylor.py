@@ -171,7 +171,7 @@ def test_errors_name_the_argument():
 
 
 def reference_search(objective, sigma, lr, decay=0.9, max_stop=3, max_iter=20):
-    """algorithms.md §2.2, transcribed as a plain Python loop."""
+    """docs/smooth_taylor.md#adaptive-noising, transcribed as a plain Python loop."""
     i = 0
     a_cur = objective(sigma, i)
     i += 1
