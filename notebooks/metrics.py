@@ -14,7 +14,8 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/jaxattr/jaxattr/blob/main/notebooks/metrics.ipynb)
 #
 # There is no ground truth for an attribution map; the metrics measure properties instead
-# (definitions in algorithms.md §8):
+# (definitions, defaults and the papers' protocols in the repository's
+# [docs/evaluation.md](../docs/evaluation.md)):
 #
 # * **Deletion / insertion** (Petsiuk, Das, Saenko, *RISE*, BMVC 2018): remove the most
 #   relevant pixels first (replace them by a substrate, 224 pixels per step) and record the

@@ -1,12 +1,12 @@
 """Adversarial Gradient Integration, AGI (Pan, Li and Zhu, IJCAI 2021;
-algorithms.md §7.5).
+docs/comparison_methods.md#adversarial-gradient-integration-agi).
 
 For each false class `t`, AGI walks from `x` towards `t` by signed gradient steps on
 `softmax_t` and integrates `-grad softmax_c . dx` of the explained class `c` along the
 walk; the attribution is the sum over false classes. It needs the model's whole output
 vector, so it takes `logits_fn` (one example to logits `[K]`), not a scalar `f`.
 
-Decisions (algorithms.md §7.5, §10 "AGI", §3.4):
+Decisions (settings of the paper, the authors' code and IDG's evaluation: see there):
 
 * **Path**: cumulative by default (`from_original=False`), the path the paper
   describes: `x_{k+1} = clip(x_k + eps sign(grad softmax_t(x_k)))`, increment
@@ -20,7 +20,7 @@ Decisions (algorithms.md §7.5, §10 "AGI", §3.4):
 * **Explained class excluded**: a false class equal to the target is skipped (zero
   iterations, zero contribution; the authors' `continue`). `selection="even"` uses the
   authors' ids `range(0, K - 1, K // n_classes)` (for K = 1000: 20 ids for 20, 16 for
-  15, `[0]` for 1 as in IDG's evaluation, §3.4), so the target may be among them and
+  15, `[0]` for 1 as in IDG's evaluation), so the target may be among them and
   be skipped. `selection="random"` draws `n_classes` distinct classes among the
   `K - 1` false ones, so all of them count.
 * **Outputs**: gradients of `softmax(logits_fn(x))`. The double softmax of
@@ -157,7 +157,7 @@ def adversarial_gradient_integration(
     clip: tuple[float, float] | None = (0.0, 1.0),
     batch_size: int | None = None,
 ) -> Attribution:
-    """AGI: `sum_t sum_k -grad softmax_c(x_k) * dx_k` along adversarial walks (§7.5).
+    """AGI: `sum_t sum_k -grad softmax_c(x_k) * dx_k` along adversarial walks.
 
     For each false class `t` (`n` of them, `vmap`ped in chunks of `batch_size`,
     `engine.chunked_sum`), a `lax.while_loop` of at most `max_iter` iterations: stop if
@@ -168,7 +168,7 @@ def adversarial_gradient_integration(
     `-g_c * (x_{k+1} - s)`. Cost per false class: at most `max_iter + 2` forwards
     and `2 (max_iter + 1)` backwards (the iteration that detects the hit computes
     its unused gradients, and the end point gets one forward for `aux`); the
-    authors' code needs `max_iter + 1` and `2 max_iter` (§9).
+    authors' code needs `max_iter + 1` and `2 max_iter`.
 
     Args:
       logits_fn: maps ONE unbatched example to logits `[K]` (`K >= 2`); softmax is

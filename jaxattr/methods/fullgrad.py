@@ -1,4 +1,6 @@
-"""FullGrad (Srinivas and Fleuret, NeurIPS 2019; algorithms.md §7.7).
+"""FullGrad (Srinivas and Fleuret, NeurIPS 2019).
+
+Settings and deviations from the authors' code: docs/comparison_methods.md#fullgrad.
 
 The full-gradient decomposition of a network with biases `b_l` added at layer outputs
 `h_l` is

@@ -4,7 +4,7 @@ Each metric takes a model function (batched `[N, H, W, C] -> [N, K]`) or a scala
 function `f`, one image, an attribution and, where random, an explicit `key`, and
 returns a NamedTuple holding the score and the curve behind it. Perturbed images
 are scored as batched forward passes in chunks of `batch_size`
-(`jaxattr.engine.chunked_map`). Definitions: algorithms.md §8 and §2.3.
+(`jaxattr.engine.chunked_map`). Definitions, defaults and protocols: docs/evaluation.md.
 
 * `insertion`, `deletion`, `morf`, `lerf`: pixel-perturbation curves (RISE, DGA).
 * `aupc`: SmoothTaylor's region perturbation; `autvc`: its multi-scale total

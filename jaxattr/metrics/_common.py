@@ -18,7 +18,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 #: rank pixels by `"abs_sum"`, `|sum_c A|`; SmoothTaylor uses the signed `"sum"`).
 REDUCTIONS = reductions.REDUCTIONS
 
-#: RISE's insertion blur (algorithms.md §8.1, §10): an 11x11 kernel, sigma 5.
+#: RISE's insertion blur (docs/evaluation.md#substrates): an 11x11 kernel, sigma 5.
 RISE_KLEN = 11
 RISE_NSIG = 5.0
 
@@ -68,7 +68,8 @@ def rise_kernel(klen: int = RISE_KLEN, nsig: float = RISE_NSIG) -> np.ndarray:
     scipy's default `mode="reflect"` folds the Gaussian's tails back into the
     `klen` taps, so the kernel sums to 1 but is *not* a truncated Gaussian (and not
     `jaxattr.filters.gaussian_blur(sigma=5)`, whose radius is 20). Built here from
-    scipy's 1-D kernel with the same half-sample reflection (algorithms.md §8.1).
+    scipy's 1-D kernel with the same half-sample reflection
+    (docs/evaluation.md#substrates).
     """
     g = filters.gaussian_kernel1d(nsig)
     r = (g.shape[0] - 1) // 2
@@ -203,13 +204,19 @@ def resolve_target(outputs_x: Array, target, caller: str) -> Array:
 
 
 def rise_auc(curve: Array) -> Array:
-    """RISE's normalised trapezoid `(sum s - s_0 / 2 - s_n / 2) / n` (§8.1)."""
+    """RISE's normalised trapezoid `(sum s - s_0 / 2 - s_n / 2) / n`.
+
+    See docs/evaluation.md#areas.
+    """
     n = curve.shape[-1] - 1
     return (curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2) / n
 
 
 def trapezoid_dx1(curve: Array) -> Array:
-    """Un-normalised trapezoid with dx = 1 (Quantus' `calculate_auc`, §8.1)."""
+    """Un-normalised trapezoid with dx = 1, Quantus' `calculate_auc`.
+
+    See docs/evaluation.md#areas.
+    """
     return curve.sum(-1) - curve[..., 0] / 2 - curve[..., -1] / 2
 
 
@@ -220,7 +227,7 @@ def simpson_dx1(y: Array) -> Array:
     the average of Simpson on the first `n - 1` points plus a trapezoid on the last
     interval and a trapezoid on the first interval plus Simpson on the last `n - 1`
     (scipy's `simps(even="avg")`, the default of the scipy SmoothTaylor used in
-    2020; algorithms.md §2.3). Two points: the trapezoid.
+    2020; docs/evaluation.md#areas). Two points: the trapezoid.
     """
     n = y.shape[-1]
     if n == 1:

@@ -37,7 +37,7 @@ def completeness(
     atol: float = 1e-6,
     key=None,
 ) -> Completeness:
-    """Completeness error with a tolerance (algorithms.md §1.2, §8.6).
+    """Completeness error with a tolerance (docs/evaluation.md#completeness).
 
     The IG paper's rule is a 5 % relative error (`rtol=0.05`). Unlike Quantus'
     `Completeness` (exact float equality after normalising the attributions, so
@@ -63,7 +63,7 @@ def completeness(
 
 
 def complexity(attributions, *, reduction=None, eps: float = 0.0) -> Array:
-    """Entropy of `p = |a| / sum |a|` (Quantus' `Complexity`, §8.5); lower = simpler.
+    """Entropy of `p = |a| / sum |a|` (Quantus' `Complexity`); lower = simpler.
 
     `reduction=None` uses every entry; a name/callable of `REDUCTIONS` first reduces
     `[H, W, C]` to a heat map. `0 log 0 = 0`. Returns a scalar.
@@ -77,7 +77,7 @@ def complexity(attributions, *, reduction=None, eps: float = 0.0) -> Array:
 
 
 def sparseness(attributions, *, reduction=None, eps: float = 1e-7) -> Array:
-    """Gini index of `|a| + eps`, sorted ascending (Quantus' `Sparseness`, §8.5).
+    """Gini index of `|a| + eps`, sorted ascending (Quantus' `Sparseness`).
 
     `sum_i (2 i - n - 1) a_(i) / (n sum a)` with `i = 1..n`; 0 for a uniform map,
     close to 1 when one entry holds all the mass. Returns a scalar.

@@ -1,6 +1,7 @@
 """Noise level of a heat map: SmoothTaylor's multi-scale total variation, AUTVC.
 
-algorithms.md §2.3(b) and §8.5: a Gaussian pyramid of the signed channel sum (as
+See docs/evaluation.md#multi-scale-total-variation-autvc. A Gaussian pyramid of
+the signed channel sum (as
 `skimage.transform.pyramid_gaussian(h, downscale=1.5)`: smoothing with sigma
 `2 * downscale / 6` and reflected borders, then bilinear resizing to
 `ceil(shape / downscale)` with half-pixel centres), levels kept while both sides
@@ -76,7 +77,9 @@ def _reduce(h: Array, out_shape, sigma: float) -> Array:
 
 
 def average_total_variation(heat: Array, lp_norm: int = 1) -> Array:
-    """SmoothTaylor's ATV of one `[H, W]` map after its normalisation (§2.3(b)).
+    """SmoothTaylor's ATV of one `[H, W]` map after its normalisation.
+
+    See docs/evaluation.md#multi-scale-total-variation-autvc.
 
     `a = |h|`, `a = clip((a - min) / (P99(a) - min), 0, 1)` (a constant map gives
     0 rather than SmoothTaylor's 0/0, also when the spread is within 16 ulp of the
@@ -108,7 +111,7 @@ def autvc(
     lp_norm: int = 1,
     reduction="sum",
 ) -> TotalVariationCurve:
-    """Area under the multi-scale average-total-variation curve (§2.3(b)).
+    """Area under the multi-scale average-total-variation curve (docs/evaluation.md).
 
     Args:
       attributions: `[H, W, C]` (reduced by `reduction`, SmoothTaylor's signed

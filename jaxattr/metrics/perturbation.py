@@ -3,7 +3,7 @@
 Every curve moves pixels, ranked by the channel-reduced heat map, from a start
 image to a finish image, `step` pixels at a time, all channels of a pixel together
 (the channel-layout bug class of Quantus#75). Image `k` is built on the fly as
-`where(rank < k * step, finish, start)` (algorithms.md §10), and the `n_steps + 1`
+`where(rank < k * step, finish, start)` (docs/evaluation.md), and the `n_steps + 1`
 images are scored as batched forward passes in chunks of `batch_size` through
 `jaxattr.engine.chunked_map`, so memory grows with the chunk, not with the steps.
 """
@@ -160,13 +160,15 @@ def deletion(
     batch_size: int | None = 32,
     key=None,
 ) -> PerturbationCurve:
-    """RISE deletion (algorithms.md §8.1): most relevant pixels first, to a substrate.
+    """RISE deletion: most relevant pixels first, to a substrate.
+
+    Definition, defaults and other protocols: docs/evaluation.md#insertion-and-deletion.
 
     Defaults are the RISE/IDG/GNL protocol: softmax of the class predicted on `x`,
     heat map `|sum_c A|`, 224 pixels per step, normalised trapezoid AUC (lower is
     better). The substrate `perturb_baseline` (Quantus' name) defaults to
     `"normalized_zero"`, the colour `mean` that is 0 after normalisation (RISE
-    zeroed the normalised tensor; §0; `jaxattr.baselines.normalized_zero(mean)`).
+    zeroed the normalised tensor; `jaxattr.baselines.normalized_zero(mean)`).
     Pass `mean=(127/255,) * 3` for EfficientNet-Lite0, whose normalisation is
     `(255 x - 127) / 128`. Also `"black"`, `"rise_blur"`, `"uniform"` (needs `key`),
     a scalar, an array or a callable `x -> image` (`_common.SUBSTRATES`; the old
@@ -203,7 +205,9 @@ def insertion(
     batch_size: int | None = 32,
     key=None,
 ) -> PerturbationCurve:
-    """RISE insertion (algorithms.md §8.1): most relevant pixels first, into a blur.
+    """RISE insertion: most relevant pixels first, into a blur.
+
+    Definition, defaults and other protocols: docs/evaluation.md#insertion-and-deletion.
 
     Starts from `perturb_baseline`, by default `"rise_blur"`, RISE's blur (11x11
     kernel, sigma 5, zero padding of the *normalised* image, i.e. `mean` padding in
@@ -234,7 +238,9 @@ def morf(
     batch_size: int | None = 32,
     key=None,
 ) -> PerturbationCurve:
-    """Most-relevant-first pixel perturbation (DGA's MoRF, algorithms.md §5.4).
+    """Most-relevant-first pixel perturbation (DGA's MoRF).
+
+    See docs/evaluation.md#morf-and-lerf.
 
     DGA reports the area under the softmax of the target class while pixels are
     removed (lower is better); its removal value and step are not stated, so the
@@ -265,7 +271,9 @@ def lerf(
     batch_size: int | None = 32,
     key=None,
 ) -> PerturbationCurve:
-    """Least-relevant-first pixel perturbation (DGA's LeRF, §5.4): higher is better.
+    """Least-relevant-first pixel perturbation (DGA's LeRF): higher is better.
+
+    See docs/evaluation.md#morf-and-lerf.
 
     As `morf`, with pixels removed in ascending order of the heat map.
     """

@@ -1,4 +1,7 @@
-"""AUPC: SmoothTaylor's region perturbation ("sensitivity"), algorithms.md §2.3(a)."""
+"""AUPC: SmoothTaylor's region perturbation ("sensitivity").
+
+Definition and defaults: docs/evaluation.md#region-perturbation-aupc.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def window_relevance(heat: Array, kernel_size: int) -> Array:
     """`[H, W]` signed map -> `[H - k, W - k]` mean of `|heat|` over each k x k window.
 
     Top-lefts run over `[0, H - k)` as in SmoothTaylor's `range(H - k)` (the last
-    row and column of windows are not candidates; §2.3(a)).
+    row and column of windows are not candidates).
     """
     k = kernel_size
     sums = jax.lax.reduce_window(
@@ -65,7 +68,8 @@ def aupc(
     output: str = "logit",
     batch_size: int | None = None,
 ) -> RegionPerturbation:
-    """Area under the region-perturbation curve, exactly as SmoothTaylor (§2.3(a)).
+    """Area under the region-perturbation curve, exactly as SmoothTaylor
+    (docs/evaluation.md#region-perturbation-aupc).
 
     Windows of `kernel_size`^2 pixels are ranked by the mean `|sum_c A|`; greedily,
     `n_regions` times, the best window whose top-left is not within

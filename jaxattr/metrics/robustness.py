@@ -1,6 +1,6 @@
 """Sensitivity-n (Ancona et al.), max-sensitivity and infidelity (Yeh et al.).
 
-algorithms.md §8.2 and §8.4. Each evaluates many perturbed inputs: the model
+Definitions: docs/evaluation.md. Each evaluates many perturbed inputs: the model
 (sensitivity-n, infidelity) or the explainer (max-sensitivity, re-run on every
 perturbed input) is `vmap`ped over them in chunks of `batch_size` through
 `jaxattr.engine.chunked_map`. All randomness comes from the explicit `key`.
@@ -76,7 +76,8 @@ def sensitivity_n(
     `perturb_baseline` (0 = black by default, as Ancona's `x_S = 0`;
     `"normalized_zero"`, `"rise_blur"`, arrays as in `deletion`), and `R` is the
     channel-summed signed attribution (`reduction="sum"`). This is the paper's
-    estimator, not Quantus' cumulative `SensitivityN` (§8.2, §11b.9).
+    estimator, not Quantus' cumulative `SensitivityN`
+    (docs/evaluation.md#sensitivity-n).
 
     Args:
       f: one example -> scalar (`jaxattr.scalar_output`), the explained output.
@@ -162,7 +163,9 @@ def sensitivity_max(
     batch_size: int | None = None,
     **explainer_kwargs,
 ) -> MaxSensitivity:
-    """Max-sensitivity (Yeh et al.), Captum's `sensitivity_max` (algorithms.md §8.4).
+    """Max-sensitivity (Yeh et al.), Captum's `sensitivity_max`.
+
+    Definition, defaults and other protocols: docs/evaluation.md#max-sensitivity.
 
     `max_i ||A(y_i) - A(x)|| / ||A(x)||` over `y_i = x + U(-r, r)` (uniform in the
     L-inf ball, Captum's default perturbation); `||A(x)|| = 0` counts as 1 (Captum's
@@ -244,7 +247,9 @@ def infidelity(
     normalize: bool = False,
     batch_size: int | None = None,
 ) -> Infidelity:
-    """Infidelity (Yeh et al.), `E[(I.A - (f(x) - f(x - I)))^2]` (algorithms.md §8.4).
+    """Infidelity (Yeh et al.), `E[(I.A - (f(x) - f(x - I)))^2]`.
+
+    Definition, defaults and other protocols: docs/evaluation.md#infidelity.
 
     Captum's `infidelity` has no default perturbation; `perturb_func` is one of:
 

@@ -39,7 +39,10 @@ def _probs_and_grads(z, t, c):
 
 
 def np_agi(x, target, classes, eps, max_iter, from_original, clip):
-    """The authors' loop (algorithms.md §7.5) in NumPy; gradients from JAX."""
+    """The authors' loop in NumPy; gradients from JAX.
+
+    docs/comparison_methods.md#adversarial-gradient-integration-agi
+    """
     x = np.asarray(x, np.float32)
     total = np.zeros_like(x)
     iterations, ends, change = [], [], 0.0

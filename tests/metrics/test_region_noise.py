@@ -1,4 +1,4 @@
-"""AUPC and AUTVC against NumPy/scikit-image loops written from algorithms.md §2.3."""
+"""AUPC and AUTVC against NumPy/scikit-image loops written from docs/evaluation.md."""
 
 from __future__ import annotations
 
