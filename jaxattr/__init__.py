@@ -1,6 +1,14 @@
 """jaxattr: path-integral attribution (Integrated Gradients and its family) in JAX."""
 
-from jaxattr import baselines, engine, filters, metrics, quadrature, sharding
+from jaxattr import (
+    baselines,
+    engine,
+    filters,
+    layer_split,
+    metrics,
+    quadrature,
+    sharding,
+)
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
 from jaxattr.methods import (
@@ -14,17 +22,23 @@ from jaxattr.methods import (
     expected_gradients,
     full_gradients,
     gnl_integrated_gradients,
+    grad_cam,
+    grad_cam_plus_plus,
     guided,
     guided_backprop,
     guided_integrated_gradients,
     input_x_gradient,
     integrated_decision_gradients,
     integrated_gradients,
+    layer_conductance,
+    layer_integrated_gradients,
+    neuron_integrated_gradients,
     noise_tunnel,
     saliency,
     smooth_taylor,
     split_integrated_gradients,
 )
+from jaxattr.layer_split import LayerSplit, split_at
 from jaxattr.targets import OUTPUTS, from_flax, scalar_output
 
 __version__ = "0.1.0"
@@ -33,6 +47,7 @@ __all__ = [
     "NT_TYPES",
     "OUTPUTS",
     "Attribution",
+    "LayerSplit",
     "adaptive_integrated_gradients",
     "adaptive_noising",
     "adversarial_gradient_integration",
@@ -47,18 +62,25 @@ __all__ = [
     "from_flax",
     "full_gradients",
     "gnl_integrated_gradients",
+    "grad_cam",
+    "grad_cam_plus_plus",
     "guided",
     "guided_backprop",
     "guided_integrated_gradients",
     "input_x_gradient",
     "integrated_decision_gradients",
     "integrated_gradients",
+    "layer_conductance",
+    "layer_integrated_gradients",
+    "layer_split",
     "metrics",
+    "neuron_integrated_gradients",
     "noise_tunnel",
     "quadrature",
     "saliency",
     "scalar_output",
     "sharding",
     "smooth_taylor",
+    "split_at",
     "split_integrated_gradients",
 ]
