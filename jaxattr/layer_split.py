@@ -8,11 +8,12 @@ functions, so a model you write yourself needs nothing from this module:
 >>> tail = lambda h: classifier(params, h)[target]    # h -> scalar
 >>> jaxattr.layer_integrated_gradients(head, tail, x)
 
-For a Flax Linen model (the ports in `jaxattr.models` or your own module) `split_at`
-cuts it at a **submodule, by name**, with Flax's method interception
-(`flax.linen.intercept_methods`): `head` runs the model and returns that submodule's
-output; `tail` runs the model at the explained `x` with that output **replaced** by
-`h`, so that paths bypassing the submodule (a residual shortcut around
+For a Flax model (the Linen ports in `jaxattr.models`, your own Linen module, or an
+NNX module) `split_at` cuts it at a **submodule, by name**: by Flax's method
+interception (`flax.linen.intercept_methods`) for Linen, by swapping the submodule in a
+copy (`nnx.merge(*nnx.split(model))`) for NNX. `head` runs the model and returns that
+submodule's output; `tail` runs the model at the explained `x` with that output
+**replaced** by `h`, so that paths bypassing the submodule (a residual shortcut around
 `'layer2.0/conv1'`) still see `x`, exactly as a Captum forward hook does:
 
 >>> model = jaxattr.models.load("cifar_resnet20")
@@ -20,12 +21,12 @@ output; `tail` runs the model at the explained `x` with that output **replaced**
 >>> cut.head(x).shape, cut.tail(cut.head(x)) == f(x)      # (8, 8, 64), True
 >>> jaxattr.grad_cam(cut.head, cut.tail, x)
 
-Names are a submodule's path, `/`-separated (`'layer3.2'`, `'layer3.2/conv2'`), or a
-tuple of names; `layer_names(model_fn, x_batch)` lists them. A point that is not the
-output of a submodule (a functional `nn.relu` after a BatchNorm) cannot be named: wrap it
-in a module, or write `head` and `tail` yourself. `capture` and `replace` are the two
-primitives, on any function that calls Flax modules (batched or not). Under lifted
-transforms inside the model (`nn.scan`, `nn.vmap`) interception is not supported.
+Names are a submodule's path, `/`-separated (`'layer3.2'`, `'layer3.2/conv2'`, NNX
+`'blocks/0'`), or a tuple of names; `layer_names(model_fn, x_batch)` lists them. A
+point that is not the output of a submodule (a functional `nn.relu` after a BatchNorm)
+cannot be named: wrap it in a module, or write `head` and `tail` yourself. `capture`
+and `replace` are the two primitives. Linen's lifted transforms inside the model
+(`nn.scan`, `nn.vmap`) are not supported.
 """
 
 from __future__ import annotations
@@ -119,6 +120,75 @@ def _check_called(log: dict, path: tuple[str, ...], caller: str) -> None:
     )
 
 
+def _is_nnx(fn: Any) -> bool:
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover - an old Flax
+        return False
+    return isinstance(fn, nnx.Module)
+
+
+def _nnx_names(model) -> list[tuple[str, ...]]:
+    from flax import nnx
+
+    return [tuple(map(str, p)) for p, _ in nnx.iter_modules(model) if p]
+
+
+def _nnx_child(parent, name: str):
+    """`(key, child)` of an NNX module or list, `child` None when absent."""
+    if hasattr(parent, "__getitem__") and name.isdigit():
+        try:
+            return int(name), parent[int(name)]
+        except (IndexError, KeyError, TypeError):
+            return int(name), None
+    return name, getattr(parent, name, None)
+
+
+class _Swap:
+    """Stands in for an NNX submodule: `on_call(next_fun, args, kwargs)` per call."""
+
+    def __init__(self, inner, on_call, log):
+        self.inner, self.on_call, self.log = inner, on_call, log
+
+    def __call__(self, *args, **kwargs):
+        self.log["calls"] += 1
+        return self.on_call(self.inner, args, kwargs)
+
+
+def _run_nnx(model, path, on_call, caller, args, kwargs):
+    """Calls a copy of the NNX `model` with the submodule at `path` swapped."""
+    from flax import nnx
+
+    copy = nnx.merge(*nnx.split(model))
+    log: dict = {"seen": _nnx_names(model), "calls": 0}
+    parent = copy
+    for name in path[:-1]:
+        parent = _nnx_child(parent, name)[1]
+    key, inner = _nnx_child(parent, path[-1]) if parent is not None else (None, None)
+    if not isinstance(inner, nnx.Module):
+        _check_called(log, path, caller)
+    swap = _Swap(inner, on_call, log)
+    if isinstance(key, int):
+        parent[key] = swap
+    else:
+        setattr(parent, key, swap)
+    out = copy(*args, **kwargs)
+    _check_called(log, path, caller)
+    return out
+
+
+def _run(fn, path, on_call, caller, args, kwargs):
+    """`fn(*args, **kwargs)` with `on_call` in place of the submodule at `path`: a
+    Linen interceptor, or a swapped copy of an NNX module."""
+    if _is_nnx(fn):
+        return _run_nnx(fn, path, on_call, caller, args, kwargs)
+    interceptor, log = _interceptor(path, on_call)
+    with nn.intercept_methods(interceptor):
+        out = fn(*args, **kwargs)
+    _check_called(log, path, caller)
+    return out
+
+
 def capture(
     fn: Callable[..., Any], layer: Layer, *, caller: str = "capture"
 ) -> Callable[..., tuple[Any, Any]]:
@@ -126,7 +196,9 @@ def capture(
     submodule `layer` (called once by `fn`) returned alongside.
 
     `fn` is any function that applies Flax Linen modules (`model.fn`,
-    `lambda x: module.apply(variables, x)`); `layer` is static."""
+    `lambda x: module.apply(variables, x)`), or an NNX module (called as `fn(*args)`
+    on a copy whose submodule is swapped; `fn` itself is not changed); `layer` is
+    static."""
     path = _path(layer, caller)
 
     def captured(*args, **kwargs):
@@ -137,10 +209,7 @@ def capture(
             found.append(out)
             return out
 
-        interceptor, log = _interceptor(path, on_call)
-        with nn.intercept_methods(interceptor):
-            out = fn(*args, **kwargs)
-        _check_called(log, path, caller)
+        out = _run(fn, path, on_call, caller, args, kwargs)
         return out, found[0]
 
     return captured
@@ -167,18 +236,16 @@ def replace(
                 )
             return jnp.asarray(h, jnp.result_type(out))
 
-        interceptor, log = _interceptor(path, on_call)
-        with nn.intercept_methods(interceptor):
-            out = fn(*args, **kwargs)
-        _check_called(log, path, caller)
-        return out
+        return _run(fn, path, on_call, caller, args, kwargs)
 
     return replaced
 
 
 def layer_names(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, ...]:
     """The `/`-joined names of the submodules `fn(*args)` calls, in call order (shapes
-    only: `fn` is traced with `jax.eval_shape`)."""
+    only: `fn` is traced with `jax.eval_shape`); for an NNX module, those it holds."""
+    if _is_nnx(fn):
+        return tuple(_name(p) for p in _nnx_names(fn))
     interceptor, log = _interceptor((), lambda next_fun, a, kw: next_fun(*a, **kw))
 
     def run(*a, **kw):
@@ -201,9 +268,9 @@ def split_at(
     """Cuts a Flax model at the output of its submodule `layer`, for the example `x`.
 
     Args:
-      model_fn: a function applying a Flax Linen module, batched `[N, *x.shape] ->
-        [N, K]` (e.g. `jaxattr.models.Model.fn`) or, with `batched=False`, one
-        example to `[K]`.
+      model_fn: a function applying a Flax Linen module, or an NNX module, batched
+        `[N, *x.shape] -> [N, K]` (e.g. `jaxattr.models.Model.fn`) or, with
+        `batched=False`, one example to `[K]`.
       layer: the submodule's name, nested names joined by `/` (static).
       x: the explained example (no batch axis); `tail` evaluates the model at `x`.
       target: the class explained by `tail`, as in `jaxattr.scalar_output`: `None`

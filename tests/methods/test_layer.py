@@ -120,6 +120,39 @@ def test_a_bypassed_layer_keeps_the_input_on_the_shortcut():
     )
 
 
+def test_an_nnx_module_is_cut_by_name_and_left_unchanged():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.inner = nnx.Linear(3, 3, rngs=rngs)
+            self.blocks = nnx.List([nnx.Linear(3, 3, rngs=rngs)])
+            self.out = nnx.Linear(3, 2, rngs=rngs)
+
+        def __call__(self, x):
+            h = nnx.relu(self.inner(x)) + x
+            return self.out(self.blocks[0](h))
+
+    net = Net(nnx.Rngs(0))
+    x = jnp.array([0.3, -1.2, 0.8])
+    cut = jaxattr.split_at(net, "inner", x, target=1)
+    h = jnp.array([1.0, -2.0, 0.5])
+    want = net.out(net.blocks[0](jax.nn.relu(h) + x))[1]
+    np.testing.assert_allclose(cut.tail(h), want, rtol=1e-6)
+    np.testing.assert_allclose(cut.head(x), net.inner(x), rtol=1e-6)
+    cut = jaxattr.split_at(net, "blocks/0", x, target=1)
+    lig = jax.jit(
+        lambda z: jaxattr.layer_integrated_gradients(cut.head, cut.tail, z, n_steps=4)
+    )(x)
+    assert abs(float(lig.delta)) < 1e-5  # linear from blocks/0 on: exact
+    np.testing.assert_allclose(net(x[None])[0, 1], cut.tail(cut.head(x)), rtol=1e-6)
+    with pytest.raises(
+        ValueError, match="got 'blocks/3'.*submodules: blocks, inner, out"
+    ):
+        jaxattr.split_at(net, "blocks/3", x).head(x)
+    assert type(net.inner) is nnx.Linear and type(net.blocks[0]) is nnx.Linear
+
+
 # ------------------------------------------------------------------------- layer IG
 def test_layer_ig_completeness_at_a_hidden_layer():
     x, t = X[0], int(TARGETS[0])
