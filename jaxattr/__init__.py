@@ -11,6 +11,7 @@ from jaxattr import (
 )
 from jaxattr.base import Attribution
 from jaxattr.batching import attribute
+from jaxattr.layer_split import LayerSplit, split_at
 from jaxattr.methods import (
     NT_TYPES,
     adaptive_integrated_gradients,
@@ -38,7 +39,6 @@ from jaxattr.methods import (
     smooth_taylor,
     split_integrated_gradients,
 )
-from jaxattr.layer_split import LayerSplit, split_at
 from jaxattr.targets import OUTPUTS, from_flax, scalar_output
 
 __version__ = "0.1.0"

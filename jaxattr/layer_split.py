@@ -189,24 +189,41 @@ def _run(fn, path, on_call, caller, args, kwargs):
     return out
 
 
+def _first_arg(a: tuple, caller: str, path) -> Any:
+    if not a:
+        raise ValueError(
+            f"{caller}: layer_input=True needs a positional input to layer"
+            f" {_name(path)!r}; got none."
+        )
+    return a[0]
+
+
 def capture(
-    fn: Callable[..., Any], layer: Layer, *, caller: str = "capture"
+    fn: Callable[..., Any],
+    layer: Layer,
+    *,
+    layer_input: bool = False,
+    caller: str = "capture",
 ) -> Callable[..., tuple[Any, Any]]:
     """`captured(*args) -> (fn(*args), h)`: `fn` run as is, with the output `h` of the
-    submodule `layer` (called once by `fn`) returned alongside.
+    submodule `layer` (called once by `fn`) returned alongside; its first positional
+    input instead with `layer_input=True` (Captum's `attribute_to_layer_input`).
 
     `fn` is any function that applies Flax Linen modules (`model.fn`,
     `lambda x: module.apply(variables, x)`), or an NNX module (called as `fn(*args)`
-    on a copy whose submodule is swapped; `fn` itself is not changed); `layer` is
-    static."""
+    on a copy whose submodule is swapped; `fn` itself is not changed). `layer` and
+    `layer_input` are static."""
     path = _path(layer, caller)
 
     def captured(*args, **kwargs):
         found = []
 
         def on_call(next_fun, a, kw):
+            if layer_input:
+                found.append(_first_arg(a, caller, path))
             out = next_fun(*a, **kw)
-            found.append(out)
+            if not layer_input:
+                found.append(out)
             return out
 
         out = _run(fn, path, on_call, caller, args, kwargs)
@@ -216,25 +233,35 @@ def capture(
 
 
 def replace(
-    fn: Callable[..., Any], layer: Layer, *, caller: str = "replace"
+    fn: Callable[..., Any],
+    layer: Layer,
+    *,
+    layer_input: bool = False,
+    caller: str = "replace",
 ) -> Callable[..., Any]:
     """`replaced(h, *args) -> fn(*args)` with the output of the submodule `layer` set
-    to `h` (same shape and dtype as that output, batch axis included).
+    to `h` (same shape and dtype as that output, batch axis included); with
+    `layer_input=True`, its first positional input.
 
     Everything else is computed from `args` as usual: a shortcut around `layer` still
-    carries the input (Captum's forward-hook semantics). The replaced submodule's own
-    computation is dead code under `jit`. `layer` is static."""
+    carries the input (Captum's forward-hook semantics). The replaced computation is
+    dead code under `jit`. `layer` and `layer_input` are static."""
     path = _path(layer, caller)
+    what = "input" if layer_input else "output"
 
     def replaced(h, *args, **kwargs):
-        def on_call(next_fun, a, kw):
-            out = next_fun(*a, **kw)
-            if jnp.shape(h) != jnp.shape(out):
+        def check(like):
+            if jnp.shape(h) != jnp.shape(like):
                 raise ValueError(
                     f"{caller}: h must have the shape of layer {_name(path)!r}'s"
-                    f" output, {tuple(jnp.shape(out))}; got {tuple(jnp.shape(h))}."
+                    f" {what}, {tuple(jnp.shape(like))}; got {tuple(jnp.shape(h))}."
                 )
-            return jnp.asarray(h, jnp.result_type(out))
+            return jnp.asarray(h, jnp.result_type(like))
+
+        def on_call(next_fun, a, kw):
+            if layer_input:
+                return next_fun(check(_first_arg(a, caller, path)), *a[1:], **kw)
+            return check(next_fun(*a, **kw))
 
         return _run(fn, path, on_call, caller, args, kwargs)
 
@@ -264,6 +291,7 @@ def split_at(
     target: Any = None,
     output: str = "logit",
     batched: bool = True,
+    layer_input: bool = False,
 ) -> LayerSplit:
     """Cuts a Flax model at the output of its submodule `layer`, for the example `x`.
 
@@ -278,6 +306,8 @@ def split_at(
         `x` such as `jnp.argmax`.
       output: `"logit"`, `"softmax"` or `"log_softmax"` (static).
       batched: whether `model_fn` takes a leading batch axis (static).
+      layer_input: cut at the submodule's first positional input instead of its
+        output (static; Captum's `attribute_to_layer_input`).
 
     Returns:
       `LayerSplit(head, tail)`: `head(x') -> h` the layer's output for one example
@@ -292,8 +322,8 @@ def split_at(
     caller = "split_at"
     path = _path(layer, caller)
     x = _checks.check_input(x, caller)
-    grab = capture(model_fn, path, caller=caller)
-    swap = replace(model_fn, path, caller=caller)
+    grab = capture(model_fn, path, layer_input=layer_input, caller=caller)
+    swap = replace(model_fn, path, layer_input=layer_input, caller=caller)
     add, drop = (lambda a: a[None], lambda a: a[0]) if batched else (lambda a: a,) * 2
 
     def head(xi: Array) -> Array:

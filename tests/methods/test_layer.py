@@ -383,6 +383,27 @@ def test_layer_ig_matches_captum():
 
 
 @needs_captum
+def test_at_a_layer_input_as_captum():
+    """`layer_input=True`: the pooled features entering `fc` (no spatial axes)."""
+    x, t = X[:1], int(TARGETS[0])
+    lig = captum_attr.LayerIntegratedGradients(TORCH_TINY, TORCH_TINY.fc)
+    ref = lig.attribute(
+        to_torch(x), to_torch(BASE[None]), target=t, n_steps=16,
+        attribute_to_layer_input=True,
+    )  # fmt: skip
+    cut = jaxattr.split_at(MODEL, "fc", x[0], target=t, layer_input=True)
+    assert cut.head(x[0]).shape == (8,)
+    ours = jaxattr.layer_integrated_gradients(
+        cut.head, cut.tail, x[0], BASE, n_steps=16
+    )
+    assert rel_err(ours.attributions, ref[0].detach().numpy()) < 1e-4
+    gc = captum_attr.LayerGradCam(TORCH_TINY, TORCH_TINY.fc)
+    ref = gc.attribute(to_torch(x), target=t, attribute_to_layer_input=True)
+    ours = jaxattr.grad_cam(cut.head, cut.tail, x[0], relu=False)
+    np.testing.assert_allclose(ours.attributions, ref[0, 0].item(), rtol=1e-4)
+
+
+@needs_captum
 def test_layer_conductance_and_neuron_ig_match_captum():
     x, t = X[:1], int(TARGETS[0])
     cond = captum_attr.LayerConductance(TORCH_TINY, TORCH_TINY.c2)
