@@ -1,4 +1,9 @@
-"""Attribution methods: pure functions `method(f, x, ...) -> Attribution`."""
+"""Attribution methods: pure functions `method(f, x, ...) -> Attribution`.
+
+The layer methods (`LAYER_METHODS`) take the model cut at an activation instead,
+`method(head, tail, x, ...)` (`jaxattr.split_at`), and attribute to that activation;
+they are not in `jaxattr.registry`, whose entries explain a model's input.
+"""
 
 from jaxattr import _checks as _checks
 from jaxattr.methods.adaptive_ig import adaptive_integrated_gradients
@@ -7,6 +12,7 @@ from jaxattr.methods.blur_ig import blur_integrated_gradients
 from jaxattr.methods.dga import distilled_gradient_aggregation
 from jaxattr.methods.expected_gradients import expected_gradients
 from jaxattr.methods.fullgrad import full_gradients
+from jaxattr.methods.grad_cam import grad_cam, grad_cam_plus_plus
 from jaxattr.methods.gradient import input_x_gradient, saliency
 from jaxattr.methods.guided import (
     count_guided,
@@ -17,11 +23,26 @@ from jaxattr.methods.guided import (
 from jaxattr.methods.guided_ig import guided_integrated_gradients
 from jaxattr.methods.idg import integrated_decision_gradients
 from jaxattr.methods.integrated_gradients import integrated_gradients
+from jaxattr.methods.layer import (
+    layer_conductance,
+    layer_integrated_gradients,
+    neuron_integrated_gradients,
+)
 from jaxattr.methods.noise_tunnel import NT_TYPES, noise_tunnel
 from jaxattr.methods.smooth_taylor import adaptive_noising, smooth_taylor
 from jaxattr.methods.split_ig import split_integrated_gradients
 
+#: The methods on a model cut at a layer, `method(head, tail, x, ...)`.
+LAYER_METHODS = (
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "layer_conductance",
+    "layer_integrated_gradients",
+    "neuron_integrated_gradients",
+)
+
 __all__ = [
+    "LAYER_METHODS",
     "NT_TYPES",
     "adaptive_integrated_gradients",
     "adaptive_noising",
@@ -32,12 +53,17 @@ __all__ = [
     "expected_gradients",
     "full_gradients",
     "gnl_integrated_gradients",
+    "grad_cam",
+    "grad_cam_plus_plus",
     "guided",
     "guided_backprop",
     "guided_integrated_gradients",
     "input_x_gradient",
     "integrated_decision_gradients",
     "integrated_gradients",
+    "layer_conductance",
+    "layer_integrated_gradients",
+    "neuron_integrated_gradients",
     "noise_tunnel",
     "saliency",
     "smooth_taylor",
@@ -46,6 +72,6 @@ __all__ = [
 
 # An unexpected keyword argument (e.g. Captum's `internal_batch_size=`) raises a
 # TypeError naming ours; `jaxattr.methods.X` and `jaxattr.X` are the wrapped ones.
-for _name in set(__all__) - {"NT_TYPES", "count_guided", "guided"}:
+for _name in set(__all__) - {"LAYER_METHODS", "NT_TYPES", "count_guided", "guided"}:
     globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
 del _name
