@@ -75,6 +75,18 @@ def test_split_is_stratified_and_fixed(data):
     assert not np.allclose(data.mean, full.data.mean(axis=0), rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("name", "n_rows", "n_features", "n_classes"),
+    [("wine", 178, 13, 3), ("iris", 150, 4, 3)],
+)
+def test_other_data_sets(name, n_rows, n_features, n_classes):
+    d = tabular.load_dataset(name)
+    assert d.x_train.shape[1] == d.x_test.shape[1] == len(d.feature_names) == n_features
+    assert len(d.x_train) + len(d.x_test) == n_rows
+    assert len(d.class_names) == n_classes
+    assert set(np.unique(d.y_test).tolist()) == set(range(n_classes))
+
+
 def test_model_standardises_inside(data, model):
     x = jnp.asarray(data.x_test[:5])
     z = (x - data.mean) / data.std
