@@ -43,6 +43,7 @@ __all__ = [
     "reduce_channels",
     "save_figure",
     "shared_vmax",
+    "visualize_feature_attr",
     "visualize_image_attr",
     "visualize_image_diverging",
     "visualize_image_grayscale",
@@ -700,6 +701,93 @@ def explanation_figure(
         )
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     return fig, axes
+
+
+def _feature_values(attr, sign: str | None) -> tuple[np.ndarray, str]:
+    """Per-feature bar lengths ``[F]`` from ``[F]`` (one example) or ``[N, F]`` (mean)."""
+    a = np.asarray(attr)
+    if a.ndim not in (1, 2) or a.shape[-1] == 0 or a.size == 0:
+        raise ValueError(
+            "attr: expected per-feature attributions [F] (one example) or [N, F] (N "
+            f"examples, averaged), got shape {a.shape}"
+        )
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(
+        a.dtype, np.complexfloating
+    ):
+        raise ValueError(f"attr: expected real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ValueError(f"attr: expected finite values, got {bad} NaN/inf entries")
+    if sign is None:
+        sign = "all" if a.ndim == 1 else "absolute_value"
+    _check_choice("sign", sign, SIGNS)
+    values = a if sign == "all" else _signed_part(a, sign)
+    return (values if values.ndim == 1 else values.mean(axis=0)), sign
+
+
+def visualize_feature_attr(
+    attr,
+    feature_names: Sequence[str],
+    *,
+    sign: str | None = None,
+    top_k: int | None = None,
+    ax=None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    fig_size: tuple[float, float] | None = None,
+    use_pyplot: bool = False,
+):
+    """Feature importance as a horizontal bar chart, one bar per feature; ``(fig, ax)``.
+
+    ``attr``: ``[F]`` (one example) or ``[N, F]`` (averaged over the ``N`` examples);
+    ``feature_names``: ``F`` names. ``sign``: ``"all"`` (signed bars: positive green,
+    negative red; the default for ``[F]``), ``"absolute_value"`` (mean ``|A|``, the
+    default for ``[N, F]``), ``"positive"`` or ``"negative"`` (mean of that part, as
+    magnitudes). Bars are sorted by magnitude, the largest on top; ``top_k`` keeps the
+    ``top_k`` largest. Draws on ``ax`` when given.
+    """
+    values, sign = _feature_values(attr, sign)
+    names = [feature_names] if isinstance(feature_names, str) else list(feature_names)
+    if len(names) != values.shape[0]:
+        raise ValueError(
+            f"feature_names: expected {values.shape[0]} names (attr's last axis), got"
+            f" {len(names)}"
+        )
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
+    ):
+        raise ValueError(f"top_k: expected None or an integer >= 1, got {top_k!r}")
+    order = np.argsort(-np.abs(values), kind="stable")[:top_k]
+    shown = values[order]
+    if ax is None:
+        size = fig_size or (6.0, 0.6 + 0.28 * len(order))
+        fig, axes = _new_figure(size, use_pyplot=use_pyplot)
+        ax = axes[0, 0]
+    else:
+        fig = ax.figure
+    if sign == "all":
+        colors = np.where(shown >= 0, "tab:green", "tab:red")
+    else:
+        colors = "tab:blue"
+    y = np.arange(len(order))
+    ax.barh(y, shown, color=colors)
+    ax.set_yticks(y, [str(names[i]) for i in order])
+    ax.invert_yaxis()  # the largest on top
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
+    if xlabel is None:
+        xlabel = {
+            "all": "attribution",
+            "absolute_value": "|attribution|",
+            "positive": "positive attribution",
+            "negative": "|negative attribution|",
+        }[sign]
+        if np.asarray(attr).ndim == 2:
+            xlabel = f"mean {xlabel} over {np.asarray(attr).shape[0]} examples"
+    ax.set_xlabel(xlabel)
+    if title is not None:
+        ax.set_title(title)
+    return fig, ax
 
 
 def save_figure(fig, path, *, dpi: int | None = None, close: bool = True) -> Path:

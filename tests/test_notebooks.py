@@ -31,6 +31,7 @@ EXPECTED = (
     "guided_nonlinearity",
     "dga",
     "metrics",
+    "tabular",
 )
 CELL_TIMEOUT_S = 180  # per cell; the whole tiny run takes well under two minutes
 LOCAL_PATHS = re.compile(r"/work\b|\.\./shared|/home/|/Users/|/tmp/|[A-Za-z]:\\\\")
