@@ -109,8 +109,8 @@ def normalisation(
 def zero_pixel(model: models.Model) -> tuple[float, float, float]:
     """The pixel colour that the model's (affine) normalisation maps to 0.
 
-    The "zero" baseline of IDG, GNL, DGA and RISE's deletion substrate (algorithms.md
-    §0, §1.3): ImageNet's mean colour for the torchvision-normalised ports, 127/255
+    The "zero" baseline of IDG, GNL, DGA and RISE's deletion substrate
+    (docs/evaluation.md#substrates): ImageNet's mean colour for the torchvision-normalised ports, 127/255
     for EfficientNet-Lite0.
     """
     return normalisation(model)[0]

@@ -274,7 +274,6 @@ def test_outside_reference_check_detects_a_mention(tmp_path):
     assert outside_references(tmp_path) == ["jaxattr/mod.py:1"]
 
 
-@pytest.mark.xfail(strict=False, reason="other branches still being merged")
 def test_no_references_outside_the_repository():
     hits = outside_references(REPO_DIR)
     assert not hits, (

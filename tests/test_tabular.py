@@ -120,7 +120,7 @@ def test_training_is_deterministic(data, model):
 
 def test_ig_completeness_with_the_training_mean_baseline(data, model, explained):
     x, target, result = explained
-    picked = lambda logits: jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]  # noqa: E731
+    picked = lambda logits: jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]
     gap = picked(model.fn(x)) - picked(model.fn(jnp.broadcast_to(data.mean, x.shape)))
     total = result.attributions.sum(axis=-1)
     # sum_i IG_i = f(x) - f(training mean), to the quadrature error (ReLU kinks).
@@ -207,7 +207,7 @@ def test_feature_plot_one_bar_per_feature():
 
 def test_feature_plot_mean_magnitude_over_examples():
     attr = np.array([[1.0, -3.0, 0.0, 2.0], [-1.0, 1.0, 0.5, -4.0]])
-    fig, ax = viz.visualize_feature_attr(attr, list(NAMES), top_k=3, title="t")
+    _fig, ax = viz.visualize_feature_attr(attr, list(NAMES), top_k=3, title="t")
     widths = {
         t.get_text(): b.get_width() for t, b in zip(ax.get_yticklabels(), ax.patches)
     }
