@@ -13,8 +13,8 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/jaxattr/jaxattr/blob/main/notebooks/guided_nonlinearity.ipynb)
 #
-# **Guided non-linearity IG** (Kwon, Koo, Cho, *Guided Non-linearity for Integrated
-# Gradients*, ICPR 2020) is Integrated Gradients in which every gradient is taken through a
+# **Guided non-linearity IG** (Kwon, Koo, Cho, *Improving Explainability of
+# Integrated Gradients with Guided Non-Linearity*, ICPR 2020) is Integrated Gradients in which every gradient is taken through a
 # **modified backward pass**: only positive gradients propagate through the non-linear units
 # (`docs/gnl.md#definition`):
 #
