@@ -1006,14 +1006,17 @@ def visualize_text(
             y += 1
         y += 0.5
     n_lines = max(y - 0.5, 1)
-    char_in = 0.6 * font_size / 72 * 1.08  # monospace advance, in inches
+    char_in = 0.602 * font_size / 72  # the monospace advance (DejaVu Sans Mono), inches
+    line_in = 1.9 * font_size / 72
+    text_h = n_lines * line_in  # the axes' height, inches
     if ax is None:
-        height = 0.3 * font_size / 11 * n_lines + (0.9 if colorbar else 0.3)
-        height += 0.3 if title else 0
-        fig, axes = _new_figure(
-            (line_width * char_in + 0.4, height), use_pyplot=use_pyplot
-        )
+        width = (line_width + 0.5) * char_in
+        top = 0.1 + (0.35 if title else 0.0)
+        bottom = 0.9 if colorbar else 0.1
+        fig_w, fig_h = width + 0.4, text_h + top + bottom
+        fig, axes = _new_figure((fig_w, fig_h), use_pyplot=use_pyplot)
         ax = axes[0, 0]
+        ax.set_position([0.2 / fig_w, bottom / fig_h, width / fig_w, text_h / fig_h])
     else:
         fig = ax.figure
     for yy, x, text, s in layout:
@@ -1057,9 +1060,7 @@ def visualize_text(
         ends = [tuple(c / 255 for c in text_color(v, 1.0)) for v in (-1.0, 0.0, 1.0)]
         cmap = LinearSegmentedColormap.from_list("jaxattr_text", ends)
         mappable = ScalarMappable(Normalize(-scale, scale), cmap)
-        cax = ax.inset_axes(
-            [0.25, -0.5 / n_lines - 0.08, 0.5, 0.12 / max(n_lines, 1) + 0.03]
-        )
+        cax = ax.inset_axes([0.25, -0.4 / text_h, 0.5, 0.12 / text_h])
         cb = fig.colorbar(mappable, cax=cax, orientation="horizontal")
         cb.set_label("attribution", fontsize=font_size * 0.8)
         cb.ax.tick_params(labelsize=font_size * 0.75)
