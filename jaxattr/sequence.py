@@ -106,7 +106,8 @@ def _check_positive_int(name: str, value: Any, caller: str, minimum: int = 1) ->
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens of a tweet: HTML entities decoded, links as ``<url>``,
     ``@mentions`` and ``#hashtags`` kept whole, ``!`` and ``?`` kept, other punctuation
-    and non-ASCII characters (mangled emoji in the corpus) dropped (``"Thanks @united!! http://t.co/x"`` -> ``thanks @united ! ! <url>``)."""
+    and non-ASCII characters (mangled emoji in the corpus) dropped:
+    ``"Thanks @united!! http://t.co/x"`` -> ``thanks @united ! ! <url>``."""
     if not isinstance(text, str):
         raise TypeError(f"tokenize: text: expected a str, got {type(text).__name__}")
     return _TOKEN.findall(_URL.sub(" <url> ", html.unescape(text).lower()))

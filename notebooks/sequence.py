@@ -31,9 +31,9 @@
 # * **Per-token scores**: the attributions `[L, D]` summed over the embedding dimension.
 # * **Baselines**: a sequence of pad tokens (Captum's usual reference), of the
 #   unknown-word token (the "mask" baseline), or the zero embedding.
-# * **Text heat maps** (`viz.text_html`, `viz.visualize_text`, as Captum's `visualize_text`):
-#   each token coloured from red (against the predicted class) to green (for it), one
-#   scale for all tweets shown.
+# * **Text heat maps** (`viz.text_html`, `viz.visualize_text`, as Captum's
+#   `visualize_text`): each token coloured from red (against the predicted class) to green
+#   (for it), one scale for all tweets shown.
 # * **Deletion** (RISE's deletion metric, Petsiuk, Das, Saenko, BMVC 2018, with tokens):
 #   remove the tokens with the highest scores first and watch the logit fall, against
 #   removing random tokens.
@@ -64,9 +64,9 @@ if "google.colab" in sys.modules or importlib.util.find_spec("jaxattr") is None:
 # %% [markdown]
 # ## The accelerator
 #
-# On Colab, a CPU runtime is enough: the model trains in tens of seconds and everything below
-# takes about a minute. JAX runs on its default backend, printed below; `ACCELERATOR` is true on a GPU
-# or a TPU, and this notebook uses the same settings on every backend.
+# On Colab, a CPU runtime is enough: the model trains in tens of seconds and everything
+# below takes about a minute. JAX runs on its default backend, printed below; `ACCELERATOR`
+# is true on a GPU or a TPU, and this notebook uses the same settings on every backend.
 
 # %%
 import jax
