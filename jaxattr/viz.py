@@ -936,7 +936,7 @@ def text_html(
         for token, v in zip(row, s):
             r, g, b = text_color(v, scale)
             parts.append(
-                f'<span style="background-color: #{r:02x}{g:02x}{b:02x};'
+                f'<span style="background-color: #{r:02x}{g:02x}{b:02x}; color: #000;'
                 f' padding: 1px 3px; margin: 0 1px; border-radius: 3px"'
                 f' title="{v:.4g}">{html.escape(token)}</span>'
             )
@@ -983,8 +983,9 @@ def visualize_text(
     The figure of :func:`text_html`: the same tokens, colours (:func:`text_color`) and
     shared ``scale``, in a monospace font wrapped at ``line_width`` characters, one
     block per sequence with its ``labels`` caption, and a colour bar in attribution
-    units. Draws on ``ax`` when given (the wrapping assumes the width this function
-    would choose: ``line_width`` characters of ``font_size``).
+    units. Tokens are drawn as plain text (a ``$`` is no mathtext). Draws on ``ax`` when
+    given (the wrapping assumes the width this function would choose: ``line_width``
+    characters of ``font_size``).
     """
     rows, score_rows = _text_rows(tokens, scores)
     scale = _text_scale(score_rows, scale)
@@ -1030,6 +1031,7 @@ def visualize_text(
                 fontsize=font_size,
                 fontweight="bold",
                 family="monospace",
+                parse_math=False,
             )
             continue
         r, g, b = text_color(s, scale)
@@ -1041,6 +1043,7 @@ def visualize_text(
             ha="left",
             fontsize=font_size,
             family="monospace",
+            parse_math=False,
             gid="jaxattr-token",
             bbox={
                 "boxstyle": "round,pad=0.15",

@@ -475,6 +475,10 @@ def test_text_figure_one_coloured_box_per_token(tmp_path):
     assert ax.get_title() == "t"
     path = viz.save_figure(fig, tmp_path / "text.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Dollar signs are text, not matplotlib's mathtext.
+    fig, ax = viz.visualize_text(["$5", "fee", "$10"], np.array([1.0, 0.0, -1.0]))
+    viz.save_figure(fig, tmp_path / "dollars.png")
+    assert [t.get_text() for t in ax.texts] == ["$5", "fee", "$10"]
     # Wrapped at line_width characters: more lines, same boxes.
     long = ["word"] * 30
     _, ax = viz.visualize_text(long, np.linspace(-1, 1, 30), line_width=20)
