@@ -357,6 +357,25 @@ def test_a_model_written_by_hand_cut_by_name():
     np.testing.assert_allclose(result.scores, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_an_nnx_model_cut_by_name():
+    from flax import nnx
+
+    class BagOfEmbeddings(nnx.Module):
+        def __init__(self, rngs):
+            self.embed = nnx.Embed(6, 4, rngs=rngs)
+            self.out = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, tokens):
+            return self.out(jnp.tanh(self.embed(tokens)).sum(-2))
+
+    model = BagOfEmbeddings(nnx.Rngs(0))
+    tokens = jnp.array([1, 4, 2])
+    result = sequence.token_attributions(model, tokens, 1, n_steps=64)
+    table, w = model.embed.embedding[...], model.out.kernel[...][:, 1]
+    expected = jnp.tanh(table[tokens]) @ w - jnp.tanh(table[0]) @ w
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_bad_arguments_are_named():
     module, variables, tokens = tiny_model()
     fn = jax.tree_util.Partial(module.apply, variables)
