@@ -43,10 +43,13 @@ __all__ = [
     "reduce_channels",
     "save_figure",
     "shared_vmax",
+    "text_color",
+    "text_html",
     "visualize_feature_attr",
     "visualize_image_attr",
     "visualize_image_diverging",
     "visualize_image_grayscale",
+    "visualize_text",
 ]
 
 METHODS = (
@@ -812,3 +815,256 @@ def save_figure(fig, path, *, dpi: int | None = None, close: bool = True) -> Pat
             if plt.fignum_exists(getattr(fig, "number", -1)):
                 plt.close(fig)
     return path
+
+
+# ----------------------------------------------------------------------------- text
+
+#: The colours of the text heat maps at the ends of the scale (ColorBrewer RdYlGn):
+#: negative attribution red, positive green, zero white.
+_TEXT_NEGATIVE = (215, 48, 39)
+_TEXT_POSITIVE = (26, 150, 65)
+
+
+def _text_rows(tokens, scores) -> tuple[list[list[str]], list[np.ndarray]]:
+    """One sequence (``tokens`` strings, ``scores`` ``[L]``) or several (a list of
+    each) as lists of rows, checked."""
+    one = (
+        isinstance(tokens, Sequence)
+        and not isinstance(tokens, str)
+        and (len(tokens) == 0 or isinstance(tokens[0], str))
+    )
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(
+            "tokens: expected a list of strings (one sequence) or a list of such lists,"
+            f" got {type(tokens).__name__}"
+        )
+    rows = [list(tokens)] if one else [list(r) for r in tokens]
+    if one:
+        score_rows = [scores]
+    elif isinstance(scores, np.ndarray | Sequence) or hasattr(scores, "shape"):
+        score_rows = list(scores)
+    else:
+        raise TypeError(f"scores: expected arrays, got {type(scores).__name__}")
+    if not rows:
+        raise ValueError("tokens: expected at least one sequence, got none")
+    if len(score_rows) != len(rows):
+        raise ValueError(
+            f"scores: expected one score array per sequence ({len(rows)}), got"
+            f" {len(score_rows)}"
+        )
+    out = []
+    for i, (row, s) in enumerate(zip(rows, score_rows)):
+        if not all(isinstance(t, str) for t in row):
+            raise TypeError(f"tokens: expected strings, got {row!r} in sequence {i}")
+        s = np.asarray(s)
+        if not np.issubdtype(s.dtype, np.number) or np.issubdtype(
+            s.dtype, np.complexfloating
+        ):
+            raise ValueError(f"scores: expected real numbers, got dtype {s.dtype}")
+        if s.shape != (len(row),):
+            raise ValueError(
+                f"scores: expected one score per token, shape ({len(row)},), got shape"
+                f" {s.shape} in sequence {i}"
+            )
+        s = s.astype(np.float64)
+        bad = int(s.size - np.count_nonzero(np.isfinite(s)))
+        if bad:
+            raise ValueError(f"scores: expected finite values, got {bad} NaN/inf")
+        out.append(s)
+    return rows, out
+
+
+def _text_scale(scores: list[np.ndarray], scale) -> float:
+    """The shared colour scale: ``scale`` or the largest ``|score|`` (1 if all 0)."""
+    if scale is None:
+        top = max((float(np.abs(s).max()) for s in scores if s.size), default=0.0)
+        return top if top > 0 else 1.0
+    if isinstance(scale, bool) or not (
+        isinstance(scale, int | float | np.number) and np.isfinite(scale) and scale > 0
+    ):
+        raise ValueError(f"scale: expected None or a number > 0, got {scale!r}")
+    return float(scale)
+
+
+def _text_labels(labels, n: int) -> list[str | None]:
+    if labels is None:
+        return [None] * n
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    if len(labels) != n:
+        raise ValueError(
+            f"labels: expected one label per sequence ({n}), got {len(labels)}"
+        )
+    return [str(label) for label in labels]
+
+
+def text_color(score: float, scale: float) -> tuple[int, int, int]:
+    """The background of a token: white blended towards green (``score > 0``) or red
+    (``< 0``) by ``min(|score| / scale, 1)``; an RGB triple in 0..255."""
+    t = min(abs(float(score)) / float(scale), 1.0)
+    end = _TEXT_POSITIVE if score > 0 else _TEXT_NEGATIVE
+    return tuple(round(255 + (c - 255) * t) for c in end)
+
+
+def text_html(
+    tokens: Sequence[str] | Sequence[Sequence[str]],
+    scores,
+    *,
+    scale: float | None = None,
+    labels: str | Sequence[str] | None = None,
+) -> str:
+    """Token heat map as HTML (Captum's ``visualize_text``): one ``<span>`` per token.
+
+    ``tokens``: the strings of one sequence ``[L]`` with ``scores`` ``[L]``, or a list
+    of sequences with a list of score arrays (one row each). Each token's background
+    goes from white to green (positive) or red (negative) with ``|score| / scale``,
+    the score in its tooltip; ``scale`` defaults to the largest ``|score|`` over all
+    rows, so rows share one scale (pass it to share across calls). ``labels``: a
+    caption per row (e.g. ``"label: positive, predicted: positive (0.93)"``). Text is
+    HTML-escaped. Display in a notebook with ``IPython.display.HTML``.
+    """
+    rows, score_rows = _text_rows(tokens, scores)
+    scale = _text_scale(score_rows, scale)
+    import html
+
+    parts = [
+        '<div class="jaxattr-text" style="font-family: monospace; line-height: 2">'
+    ]
+    for row, s, label in zip(rows, score_rows, _text_labels(labels, len(rows))):
+        parts.append('<div class="jaxattr-text-row" style="margin-bottom: 0.6em">')
+        if label is not None:
+            parts.append(f"<div><b>{html.escape(label)}</b></div>")
+        for token, v in zip(row, s):
+            r, g, b = text_color(v, scale)
+            parts.append(
+                f'<span style="background-color: #{r:02x}{g:02x}{b:02x}; color: #000;'
+                f' padding: 1px 3px; margin: 0 1px; border-radius: 3px"'
+                f' title="{v:.4g}">{html.escape(token)}</span>'
+            )
+        parts.append("</div>")
+    lo, hi = text_color(-scale, scale), text_color(scale, scale)
+    parts.append(
+        '<div class="jaxattr-text-legend" style="font-size: 0.85em; color: #555">'
+        f'<b style="color: rgb{lo}">&#9632;</b> {-scale:.3g} &nbsp;'
+        f' white 0 &nbsp; <b style="color: rgb{hi}">&#9632;</b> +{scale:.3g}'
+        " (attribution; one scale for all rows)</div></div>"
+    )
+    return "\n".join(parts)
+
+
+def _wrap(row: list[str], line_width: int) -> list[list[tuple[int, str]]]:
+    """Tokens placed on lines of ``line_width`` characters: ``[[(column, token)]]``."""
+    lines, line, col = [], [], 0
+    for i, token in enumerate(row):
+        width = len(token) + 1
+        if line and col + width > line_width:
+            lines.append(line)
+            line, col = [], 0
+        line.append((col, i))
+        col += width
+    lines.append(line)
+    return lines
+
+
+def visualize_text(
+    tokens: Sequence[str] | Sequence[Sequence[str]],
+    scores,
+    *,
+    scale: float | None = None,
+    labels: str | Sequence[str] | None = None,
+    line_width: int = 72,
+    font_size: float = 11.0,
+    title: str | None = None,
+    colorbar: bool = True,
+    ax=None,
+    use_pyplot: bool = False,
+):
+    """Token heat map as a matplotlib figure (save it as a PNG); ``(fig, ax)``.
+
+    The figure of :func:`text_html`: the same tokens, colours (:func:`text_color`) and
+    shared ``scale``, in a monospace font wrapped at ``line_width`` characters, one
+    block per sequence with its ``labels`` caption, and a colour bar in attribution
+    units. Tokens are drawn as plain text (a ``$`` is no mathtext). Draws on ``ax`` when
+    given (the wrapping assumes the width this function would choose: ``line_width``
+    characters of ``font_size``).
+    """
+    rows, score_rows = _text_rows(tokens, scores)
+    scale = _text_scale(score_rows, scale)
+    captions = _text_labels(labels, len(rows))
+    if (
+        isinstance(line_width, bool)
+        or not isinstance(line_width, int)
+        or line_width < 1
+    ):
+        raise ValueError(f"line_width: expected an integer >= 1, got {line_width!r}")
+    layout = []  # (y, x, text, score or None), y in lines from the top
+    y = 0
+    for row, s, caption in zip(rows, score_rows, captions):
+        if caption is not None:
+            layout.append((y, 0, caption, None))
+            y += 1
+        for line in _wrap(row, line_width):
+            layout.extend((y, col, row[i], s[i]) for col, i in line)
+            y += 1
+        y += 0.5
+    n_lines = max(y - 0.5, 1)
+    char_in = 0.602 * font_size / 72  # the monospace advance (DejaVu Sans Mono), inches
+    line_in = 1.9 * font_size / 72
+    text_h = n_lines * line_in  # the axes' height, inches
+    if ax is None:
+        width = (line_width + 0.5) * char_in
+        top = 0.1 + (0.35 if title else 0.0)
+        bottom = 0.9 if colorbar else 0.1
+        fig_w, fig_h = width + 0.4, text_h + top + bottom
+        fig, axes = _new_figure((fig_w, fig_h), use_pyplot=use_pyplot)
+        ax = axes[0, 0]
+        ax.set_position([0.2 / fig_w, bottom / fig_h, width / fig_w, text_h / fig_h])
+    else:
+        fig = ax.figure
+    for yy, x, text, s in layout:
+        if s is None:
+            ax.text(
+                x,
+                yy,
+                text,
+                va="center",
+                ha="left",
+                fontsize=font_size,
+                fontweight="bold",
+                family="monospace",
+                parse_math=False,
+            )
+            continue
+        r, g, b = text_color(s, scale)
+        ax.text(
+            x,
+            yy,
+            text,
+            va="center",
+            ha="left",
+            fontsize=font_size,
+            family="monospace",
+            parse_math=False,
+            gid="jaxattr-token",
+            bbox={
+                "boxstyle": "round,pad=0.15",
+                "facecolor": (r / 255, g / 255, b / 255),
+                "edgecolor": "none",
+            },
+        )
+    ax.set_xlim(-0.5, line_width)
+    ax.set_ylim(n_lines - 0.5, -0.5)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+        ends = [tuple(c / 255 for c in text_color(v, 1.0)) for v in (-1.0, 0.0, 1.0)]
+        cmap = LinearSegmentedColormap.from_list("jaxattr_text", ends)
+        mappable = ScalarMappable(Normalize(-scale, scale), cmap)
+        cax = ax.inset_axes([0.25, -0.4 / text_h, 0.5, 0.12 / text_h])
+        cb = fig.colorbar(mappable, cax=cax, orientation="horizontal")
+        cb.set_label("attribution", fontsize=font_size * 0.8)
+        cb.ax.tick_params(labelsize=font_size * 0.75)
+    return fig, ax

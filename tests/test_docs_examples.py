@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ("captum.md", "models.md")
+PAGES = ("captum.md", "models.md", "sequences.md")
 
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 _MARK = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->\s*$")

@@ -32,6 +32,7 @@ EXPECTED = (
     "dga",
     "metrics",
     "tabular",
+    "sequence",
 )
 CELL_TIMEOUT_S = 180  # per cell; the whole tiny run takes well under two minutes
 LOCAL_PATHS = re.compile(r"/work\b|\.\./shared|/home/|/Users/|/tmp/|[A-Za-z]:\\\\")
