@@ -36,17 +36,6 @@ Method = Callable[..., jaxattr.Attribution]
 Metric = Callable[..., tuple[jax.Array, jax.Array | None]]
 
 
-# The `cifar` configs: CIFAR-10 ResNet-20 with the shared real weights on CIFAR-10 test
-# images, used whole (32 px).
-CIFAR: dict[str, Any] = {
-    "model": "cifar_resnet20",
-    "weights": "shared",
-    "data": "cifar10-test",
-    "size": 32,
-    "resize": 32,
-}
-
-
 # --------------------------------------------------------------------------- models
 def cifar_checkpoint(name: str) -> Path | None:
     """The shared akamaster checkpoint of `cifar_resnet{20,32,44,56}`, or None."""
@@ -287,6 +276,49 @@ def smoothgrad(
     )
 
 
+def smooth_taylor(
+    *, n_roots: int, stdevs: Any, batch_size: int | None, normalisation=None
+) -> Method:
+    """SmoothTaylor of the logit (docs/smooth_taylor.md#definition): `n_roots` static,
+    `stdevs` (may be traced) in the model's normalised units with `normalisation=(mean,
+    std)` (SmoothTaylor's own argument, docs/smooth_taylor.md#noise-units: the noise
+    is `stdevs * std` pixels; not normalised coordinates), else in pixels."""
+    return registry.explainer(
+        "smooth_taylor",
+        n_roots=n_roots,
+        stdevs=stdevs,
+        normalisation=normalisation,
+        batch_size=batch_size,
+    )
+
+
+def adaptive_noising(
+    *,
+    score_fn: str,
+    score_kwargs: Mapping[str, Any],
+    n_roots: int,
+    batch_size: int | None,
+    learning_rate: float,
+    max_iterations: int,
+    max_stop: int,
+    normalisation=None,
+) -> Method:
+    """SmoothTaylor with adaptive noising of the logit
+    (docs/smooth_taylor.md#adaptive-noising); with `normalisation=(mean, std)` in the
+    authors' units (`sigma_0 = mean |x_n|`, `learning_rate` normalised units)."""
+    return registry.explainer(
+        "adaptive_noising",
+        score_fn=score_fn,
+        score_kwargs=score_kwargs,
+        n_roots=n_roots,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_iterations=max_iterations,
+        max_stop=max_stop,
+        normalisation=normalisation,
+    )
+
+
 def input_x_gradient(normalisation=None) -> Method:
     """Gradient x input (one gradient of the logit); with `normalisation`, of the
     normalised input: `x_n * grad_{x_n} f = (x - mean) * grad_x f`."""
@@ -315,34 +347,19 @@ def dga(*, baseline: Any, **hyper) -> Method:
 
 
 # --------------------------------------------------------------------------- metrics
-def rise(
+#: The perturbation metrics of `perturbation`: RISE's and the pixel-flipping ones.
+PERTURBATION = ("insertion", "deletion", "morf", "lerf")
+
+
+def perturbation(
     kind: str, *, mean: Sequence[float], step: int, batch_size: int | None
 ) -> Metric:
-    """RISE insertion / deletion (§8.1): softmax, `step` pixels per step (static),
-    `mean` the pixel colour of normalised zero (deletion substrate, blur padding)."""
-    fn = {"insertion": metrics.insertion, "deletion": metrics.deletion}[kind]
-    mean = tuple(float(m) for m in mean)
-
-    def score(model_fn, x, attributions, target, key):
-        r = fn(
-            model_fn,
-            x,
-            attributions,
-            target=target,
-            step=step,
-            mean=mean,
-            batch_size=batch_size,
-        )
-        return r.score, r.curve
-
-    return score
-
-
-def pixel_flipping(
-    kind: str, *, mean: Sequence[float], step: int, batch_size: int | None
-) -> Metric:
-    """MoRF / LeRF (§5.4): softmax, removed pixels set to `mean` (normalised zero)."""
-    fn = {"morf": metrics.morf, "lerf": metrics.lerf}[kind]
+    """RISE insertion / deletion (§8.1) or MoRF / LeRF (§5.4) (`jaxattr.metrics.<kind>`):
+    softmax, `step` pixels per step (static), `mean` the pixel colour of normalised
+    zero (deletion and flipping substrate, blur padding)."""
+    if kind not in PERTURBATION:
+        raise ValueError(f"kind: expected one of {PERTURBATION}; got {kind!r}")
+    fn = getattr(metrics, kind)
     mean = tuple(float(m) for m in mean)
 
     def score(model_fn, x, attributions, target, key):

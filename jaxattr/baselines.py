@@ -5,8 +5,8 @@ Reference: docs/integrated_gradients.md#baselines.
 jaxattr's inputs are pixels in [0, 1] with normalisation inside the model function,
 so **baselines live in pixel space**. The two "zero" images of the literature are:
 
-* `black()` / `"black"` / `"zeros"`: pixel 0, the IG paper's and SmoothTaylor's
-  black image;
+* `black()` / `"black"`: pixel 0, the IG paper's and SmoothTaylor's black image
+  (`"zeros"`, Captum's and PAIR's word, is an alias: `ALIASES`);
 * `normalized_zero(mean)` / `"normalized_zero"`: the image that is 0 *after*
   `(x - mean) / std`, i.e. the mean colour (ImageNet mean by default); this is the
   "zero baseline" of IDG, GNL and RISE, which applied zeros to normalised tensors.
@@ -164,13 +164,17 @@ def blurred(sigma: float = 50.0) -> Baseline:
     return Baseline(lambda x, key: filters.gaussian_blur(x, sigma), False, "blurred")
 
 
+#: The baseline names: name -> recipe factory (called with no arguments).
 NAMED = {
-    "zeros": black,
     "black": black,
     "normalized_zero": normalized_zero,
     "uniform": uniform,
     "blurred": blurred,
 }
+
+#: Other names of `NAMED` baselines, accepted everywhere a name is (no warning):
+#: `"zeros"` is Captum's and PAIR's word for the black image (pixel space).
+ALIASES = {"zeros": "black"}
 
 
 def _recipe(spec, caller):
@@ -178,12 +182,13 @@ def _recipe(spec, caller):
     if spec is None:
         return black()
     if isinstance(spec, str):
-        if spec not in NAMED:
+        name = ALIASES.get(spec, spec)
+        if name not in NAMED:
             raise ValueError(
-                f"{caller}: baseline name must be one of {', '.join(map(repr, NAMED))};"
-                f" got {spec!r}."
+                f"{caller}: baseline name must be one of"
+                f" {', '.join(map(repr, [*NAMED, *ALIASES]))}; got {spec!r}."
             )
-        return NAMED[spec]()
+        return NAMED[name]()
     return spec
 
 

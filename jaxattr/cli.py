@@ -60,6 +60,30 @@ class UsageError(Exception):
     """A bad argument or input: reported in one line, exit status 2."""
 
 
+#: The options that set a keyword argument of every method whose function takes it:
+#: option (its `args` name) -> the keywords it sets, the first that the function takes.
+_OPTION_KEYWORDS = {
+    "batch_size": ("batch_size", "nt_samples_batch_size"),
+    "rule": ("rule",),
+    "stdev_spread": ("stdev_spread",),
+    "split": ("definition",),
+    "side": ("side",),
+    "max_iterations": ("max_iterations",),
+    "rtol": ("rtol",),
+}
+
+
+def _keyword(entry: registry.Method, option: str) -> str | None:
+    """The keyword of `entry`'s function that `option` sets (None: it takes none)."""
+    params = inspect.signature(getattr(jaxattr, entry.function)).parameters
+    return next((k for k in _OPTION_KEYWORDS[option] if k in params), None)
+
+
+def _for(option: str) -> str:
+    """The methods that `option` applies to, for its help."""
+    return ", ".join(m.name for m in METHODS.values() if _keyword(m, option))
+
+
 def _steps_help() -> str:
     defaults = ", ".join(
         f"{m.name} {m.default_steps}"
@@ -114,27 +138,27 @@ def _parser() -> argparse.ArgumentParser:
         "--rule",
         default="gausslegendre",
         choices=jaxattr.quadrature.RULES,
-        help="the quadrature rule of integrated_gradients, gnl_ and split_ (Python:"
-        " rule=) (default: %(default)s)",
+        help=f"the quadrature rule of {_for('rule')} (Python: rule=) (default:"
+        " %(default)s)",
     )
     e.add_argument(
         "--baseline",
         default="black",
-        choices=tuple(jaxattr.baselines.NAMED),
+        choices=(*jaxattr.baselines.NAMED, *jaxattr.baselines.ALIASES),
         help="for the methods with a baseline (default: %(default)s)",
     )
     e.add_argument(
         "--split",
         default="relative",
         choices=("relative", "idg"),
-        help="split_integrated_gradients: Miglani's relative threshold or IDG's LIG"
-        " (default: %(default)s)",
+        help=f"{_for('split')}: Miglani's relative threshold or IDG's LIG (default:"
+        " %(default)s)",
     )
     e.add_argument(
         "--side",
         default="left",
         choices=("left", "right"),
-        help="split_integrated_gradients: the part to show (default: %(default)s)",
+        help=f"{_for('side')}: the part to show (default: %(default)s)",
     )
     e.add_argument(
         "--batch-size",
@@ -150,20 +174,21 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--stdev-spread",
         type=float,
-        help="noise as a fraction of the range (default: the method's)",
+        help=f"{_for('stdev_spread')}: noise as a fraction of the range (default:"
+        " the method's)",
     )
     e.add_argument(
         "--max-iterations",
         type=int,
         default=5,
-        help="adaptive noising search steps (default: %(default)s)",
+        help=f"{_for('max_iterations')}: search steps (default: %(default)s)",
     )
     e.add_argument(
         "--rtol",
         type=float,
         default=0.01,
-        help="adaptive_integrated_gradients: the relative completeness error aimed"
-        " at (default: %(default)s)",
+        help=f"{_for('rtol')}: the relative completeness error aimed at (default:"
+        " %(default)s)",
     )
     e.add_argument(
         "--seed", type=int, default=0, help="PRNG seed (default: %(default)s)"
@@ -175,31 +200,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _kwargs(args, entry: registry.Method, n_classes: int) -> dict:
     """The keyword arguments of `entry`'s function that the options set."""
-    params = {
-        n
-        for n, p in inspect.signature(
-            getattr(jaxattr, entry.function)
-        ).parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
     kw = registry.count_kwargs(entry, args.n_steps) if args.n_steps else {}
-    if "batch_size" in params:
-        kw["batch_size"] = args.batch_size
-    if entry.function == "noise_tunnel":
-        kw["nt_samples_batch_size"] = args.batch_size
-    if "rule" in params:  # the quadrature rule
-        kw["rule"] = args.rule
-    if args.stdev_spread is not None and "stdev_spread" in params:
-        kw["stdev_spread"] = args.stdev_spread
-    if entry.name == "split_integrated_gradients":
-        kw.update(definition=args.split, side=args.side)
-    elif entry.name == "adaptive_noising":
-        kw["max_iterations"] = args.max_iterations
-    elif entry.name == "adaptive_integrated_gradients":
-        kw["rtol"] = args.rtol
-    elif entry.name == "adversarial_gradient_integration":
-        # the paper's 20 false classes, or every false class of a smaller model
-        kw["n_classes"] = min(20, n_classes - 1)
+    for option in _OPTION_KEYWORDS:
+        keyword = _keyword(entry, option)
+        if keyword and getattr(args, option) is not None:
+            kw[keyword] = getattr(args, option)
+    params = inspect.signature(getattr(jaxattr, entry.function)).parameters
+    if "n_classes" in params:  # AGI's false classes: the paper's 20 or all there are
+        kw["n_classes"] = min(params["n_classes"].default, n_classes - 1)
     return kw
 
 
@@ -252,44 +260,46 @@ def _load(args):
         raise UsageError(f"--model/--weights: {err}") from err
 
 
-def _check(args) -> registry.Method:
-    if args.target != "predicted" and not args.target.lstrip("-").isdigit():
-        raise UsageError(
-            f"--target must be 'predicted' or a class index; got {args.target!r}"
-        )
+def _method(args) -> registry.Method:
+    """The registry entry of `--method` (an old name noted on stderr); sets the
+    method's default `--n-steps`."""
     if args.method in registry.ALIASES:
         new = registry.ALIASES[args.method]
         print(f"--method {args.method} is deprecated; use {new}", file=sys.stderr)
         args.method = new
     entry = METHODS[args.method]
-    if args.nt_samples is not None and entry.steps[:1] in (
-        ("nt_samples",),
-        ("n_roots",),
-    ):
+    if args.nt_samples is not None and {"nt_samples", "n_roots"} & set(entry.steps):
         args.n_steps = args.nt_samples
     if args.n_steps is None:
         args.n_steps = entry.default_steps
-    for name in ("n_steps", "batch_size", "nt_samples", "max_iterations"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(
-                f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}"
-            )
+    return entry
+
+
+def _check(args, entry: registry.Method) -> None:
+    """Raise `UsageError` for a bad option (before anything is loaded)."""
+    if args.target != "predicted" and not args.target.lstrip("-").isdigit():
+        raise UsageError(
+            f"--target must be 'predicted' or a class index; got {args.target!r}"
+        )
+    counts = ("n_steps", "batch_size", "nt_samples", "max_iterations")
+    for name, value in ((n, getattr(args, n)) for n in counts):
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {value}")
     if entry.input != "scalar" and args.output != "logit":
         raise UsageError(
             f"--output {args.output}: {args.method} defines its own output (AGI:"
             " softmax of the explained and adversarial classes; FullGrad: the logit)"
         )
-    return entry
 
 
-def _settings(args, entry: registry.Method) -> dict:
-    """What changes the results (the store's config) and the table's columns."""
+def _settings(args, entry: registry.Method, kw: dict) -> dict:
+    """What changes the results (the store's config) and the table's columns; `kw`
+    the function's keyword arguments (`_kwargs`)."""
+    baseline = args.baseline if entry.baseline else ""
     if entry.references:
         baseline = "background:inputs"
-    elif entry.name == "split_integrated_gradients":
-        baseline = f"{args.baseline}; {args.split} split, {args.side} part"
-    else:
-        baseline = args.baseline if entry.baseline else ""
+    elif "definition" in kw:  # Split IG: the split and the part shown
+        baseline += f"; {kw['definition']} split, {kw['side']} part"
     return {
         "model": args.model,
         "weights": args.weights,
@@ -297,18 +307,13 @@ def _settings(args, entry: registry.Method) -> dict:
         "target": args.target,
         "output": args.output,
         "n_steps": args.n_steps if entry.steps else "",
-        "rule": args.rule if args.method in _RULE_METHODS else "",
+        "rule": kw.get("rule", ""),
         "baseline": baseline,
         "stdev_spread": args.stdev_spread,
         "max_iterations": args.max_iterations,
-        "rtol": args.rtol if entry.name == "adaptive_integrated_gradients" else None,
+        "rtol": kw.get("rtol"),
         "seed": args.seed,
     }
-
-
-_RULE_METHODS = tuple(
-    m.name for m in METHODS.values() if "rule" in m.static and m.steps
-)
 
 
 def _load_inputs(args, model) -> list:
@@ -332,7 +337,7 @@ def _load_inputs(args, model) -> list:
     return inputs
 
 
-def _compile(args, entry: registry.Method, model, inputs) -> tuple:
+def _compile(args, entry: registry.Method, kw: dict, model, inputs) -> tuple:
     """`(run, extra)`: `run(model_fn, x, key, *extra) -> (predicted, probability,
     Attribution)`, jitted and traced once on the first image, so that a method that
     refuses these settings (e.g. DGA's shortcut on a softmax output) fails here, with
@@ -346,7 +351,7 @@ def _compile(args, entry: registry.Method, model, inputs) -> tuple:
         output=args.output,
         baseline=args.baseline if entry.baseline else None,
         model=model,
-        **_kwargs(args, entry, len(model.class_names)),
+        **kw,
     )
 
     # The model function is an argument (a pytree holding the weights), not a
@@ -371,13 +376,15 @@ def explain(args) -> int:
     """Run `jaxattr explain` for parsed `args`; returns the exit status."""
     from jaxattr.runs import ResultStore
 
-    entry = _check(args)
+    entry = _method(args)
+    _check(args, entry)
     model = _load(args)
     inputs = _load_inputs(args, model)
-    run, extra = _compile(args, entry, model, inputs)
+    kw = _kwargs(args, entry, len(model.class_names))
+    run, extra = _compile(args, entry, kw, model, inputs)
     key = jax.random.key(args.seed)
     out = Path(args.out)
-    settings = _settings(args, entry)
+    settings = _settings(args, entry, kw)
     with ResultStore(out / "results.db", EXPERIMENT, settings) as store:
         done = {image for image, _ in store.done()}
         todo = [item for item in inputs if item[0] not in done]

@@ -245,6 +245,14 @@ def test_named_and_recipe_baselines(cnn, image):
     )
 
 
+def test_zeros_is_an_alias_of_black():
+    x = jnp.linspace(0.1, 0.9, 12).reshape(2, 2, 3)
+    assert "zeros" not in baselines.NAMED and baselines.ALIASES == {"zeros": "black"}
+    for name in ("zeros", "black"):
+        b = baselines.resolve_one(name, x, None, "test")
+        np.testing.assert_array_equal(b, jnp.zeros_like(x))
+
+
 def test_random_baselines_are_deterministic_under_a_key(cnn, image):
     f = jaxattr.scalar_output(cnn, 0)
     spec = [baselines.uniform(), baselines.uniform()]

@@ -1,7 +1,12 @@
-"""Every method under jit and vmap (images, targets, keys, continuous hyperparameters),
-without retracing when only data changes."""
+"""Every method of `jaxattr.registry` under `jit` (equal to eager, no retracing when
+only the image, the target or the key changes) and under `vmap` over keys; a noise
+tunnel around a path method; `vmap` over a continuous hyperparameter; `attribute`,
+`scalar_output` and `from_flax`.
 
-import functools
+The methods run through the registry's test table (`tests/methods/test_registry.py`:
+its tiny model, inputs, cheap settings and compiled functions, shared with it), which
+also checks `vmap` over images and targets, one key twice, float64 and bad inputs.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -9,75 +14,87 @@ import numpy as np
 import pytest
 
 import jaxattr
+from jaxattr import registry
 from tests import helpers
+from tests.methods import test_registry as table
 
 MODEL = helpers.tiny_cnn(helpers.tiny_cnn_params(seed=1))
 XS = jax.random.uniform(jax.random.key(0), (3, 8, 8, 3))
 TARGETS = jnp.array([0, 4, 7])
 KEY = jax.random.key(42)
-
-ALL_METHODS = {
-    "saliency": (jaxattr.saliency, {}),
-    "input_x_gradient": (jaxattr.input_x_gradient, {}),
-    "integrated_gradients": (
-        jaxattr.integrated_gradients,
-        {"n_steps": 8, "batch_size": 3},
-    ),
-    "smoothgrad": (
-        functools.partial(jaxattr.noise_tunnel, jaxattr.saliency),
-        {"nt_samples": 4, "stdevs": 0.1},
-    ),
-    "vargrad_ig": (
-        functools.partial(jaxattr.noise_tunnel, jaxattr.integrated_gradients),
-        {
-            "nt_type": "vargrad",
-            "nt_samples": 3,
-            "n_steps": 4,
-            "nt_samples_batch_size": 2,
-        },
-    ),
-}
-STOCHASTIC = {"smoothgrad", "vargrad_ig"}
+RANDOM = [n for n in table.NAMES if registry.METHODS[n].key]
 
 
-def run(name, x, t, key=KEY):
-    method, kwargs = ALL_METHODS[name]
-    f = jaxattr.scalar_output(MODEL, t)
-    if name in STOCHASTIC:
-        kwargs = dict(kwargs, key=key)
-    return method(f, x, **kwargs)
+def table_args(name, i=0, key=table.KEY):
+    """`(model_fn, x, target, key, *extra)` of the table's image `i`."""
+    return (table.MODEL.fn, table.XS[i], table.TARGETS[i], key, *table.extra(name))
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
-def test_jit_equals_eager_and_shapes(name):
-    eager = run(name, XS[0], 4)
-    jitted = jax.jit(lambda x, t: run(name, x, t))(XS[0], 4)
-    assert eager.attributions.shape == XS[0].shape
-    assert eager.attributions.dtype == XS.dtype
-    assert np.isfinite(np.asarray(eager.attributions)).all()
+@pytest.mark.parametrize("name", table.NAMES)
+def test_jit_equals_eager_without_retracing(name, monkeypatch):
+    """The table's compiled function, on a second image, target and key: a retrace
+    would call the jaxattr function again, which then counts its calls."""
+    entry = registry.METHODS[name]
+    jitted = table.jitted(name)
+    first = jitted(*table_args(name, 0, jax.random.key(0)))
+    calls = []
+    function = getattr(jaxattr, entry.function)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    monkeypatch.setattr(jaxattr, entry.function, counting)
+    jax.block_until_ready(jitted(*table_args(name, 1, jax.random.key(1))))
+    assert not calls, f"{name}: traced again for a new image, target or key"
+    monkeypatch.undo()
+    eager = table.explain(name)(*table_args(name, 0, jax.random.key(0)))
     np.testing.assert_allclose(
-        jitted.attributions, eager.attributions, rtol=1e-5, atol=1e-7
+        first.attributions, eager.attributions, rtol=1e-5, atol=1e-6
     )
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
-def test_vmap_over_images_and_targets_equals_a_loop(name):
-    batched = jax.vmap(lambda x, t: run(name, x, t))(XS, TARGETS)
-    for i in range(3):
-        single = run(name, XS[i], int(TARGETS[i]))
+@pytest.mark.parametrize("name", RANDOM)
+def test_vmap_over_keys_equals_a_loop(name):
+    keys = jax.random.split(table.KEY, 2)
+    axes = (None, None, None, 0) + (None,) * len(table.extra(name))
+    args = table_args(name)
+    batched = jax.jit(jax.vmap(table.explain(name), in_axes=axes))(
+        *args[:3], keys, *args[4:]
+    )
+    for i in range(len(keys)):
+        single = table.jitted(name)(*table_args(name, key=keys[i]))
         np.testing.assert_allclose(
-            batched.attributions[i], single.attributions, rtol=1e-5, atol=1e-7
+            batched.attributions[i], single.attributions, rtol=1e-4, atol=1e-6
+        )
+    assert not np.allclose(batched.attributions[0], batched.attributions[1])
+
+
+def test_noise_tunnel_around_a_path_method_under_jit_and_vmap():
+    """VarGrad of IG, chunked: `vmap` over images, targets and keys equals a loop."""
+
+    def explain(x, t, key):
+        f = jaxattr.scalar_output(MODEL, t)
+        return jaxattr.noise_tunnel(
+            jaxattr.integrated_gradients,
+            f,
+            x,
+            key=key,
+            nt_type="vargrad",
+            nt_samples=3,
+            n_steps=4,
+            nt_samples_batch_size=2,
         )
 
-
-@pytest.mark.parametrize("name", sorted(STOCHASTIC))
-def test_vmap_over_keys(name):
     keys = jax.random.split(KEY, 3)
-    batched = jax.vmap(lambda k: run(name, XS[0], 2, k))(keys)
+    batched = jax.jit(jax.vmap(explain))(XS, TARGETS, keys)
+    single = jax.jit(explain)
     for i in range(3):
-        single = run(name, XS[0], 2, keys[i])
         np.testing.assert_allclose(
-            batched.attributions[i], single.attributions, rtol=1e-5, atol=1e-7
+            batched.attributions[i],
+            single(XS[i], TARGETS[i], keys[i]).attributions,
+            rtol=1e-5,
+            atol=1e-7,
         )
     assert not np.allclose(batched.attributions[0], batched.attributions[1])
 
@@ -101,20 +118,6 @@ def test_vmap_over_a_continuous_hyperparameter():
         )
     plain = jaxattr.saliency(f, XS[0])
     np.testing.assert_allclose(sweep.attributions[0], plain.attributions, rtol=1e-5)
-
-
-@pytest.mark.parametrize("name", ALL_METHODS)
-def test_no_retrace_when_image_target_or_key_change(name):
-    traces = []
-
-    @jax.jit
-    def explain(x, t, key):
-        traces.append(1)
-        return run(name, x, t, key)
-
-    for i in range(3):
-        explain(XS[i], TARGETS[i], jax.random.key(i)).attributions.block_until_ready()
-    assert len(traces) == 1
 
 
 def test_no_retrace_for_a_new_baseline_or_noise_level():

@@ -21,16 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import DEBUG
+from experiments._configs import CIFAR, DEBUG, LITE0
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": "efficientnet_lite0",
-        "weights": "default",
-        "data": "default",
-        "size": 224,
-        "resize": 256,
+        **LITE0,
         "ig_steps": 50,
         "gig": {"n_steps": 200, "fraction": 0.25, "max_dist": 0.02},
         "dga": {"n_steps": 30, "q": 0.9, "beta": 0.0},
@@ -43,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # table: one image row (32 pixels) per step.
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    **c.CIFAR,
+    **CIFAR,
     "step": 32,
     "batch_size": 64,
 }
@@ -87,10 +83,10 @@ def build(config: Mapping[str, Any]) -> Experiment:
             "dga": c.dga(baseline=zero, **config["dga"]),
         },
         metrics={
-            "morf": c.pixel_flipping("morf", **kw),
-            "lerf": c.pixel_flipping("lerf", **kw),
-            "insertion": c.rise("insertion", **kw),
-            "deletion": c.rise("deletion", **kw),
+            "morf": c.perturbation("morf", **kw),
+            "lerf": c.perturbation("lerf", **kw),
+            "insertion": c.perturbation("insertion", **kw),
+            "deletion": c.perturbation("deletion", **kw),
         },
         only_correct=config.get("only_correct", True),
     )

@@ -15,16 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import DEBUG
+from experiments._configs import CIFAR, DEBUG, LITE0
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {
-        "models": ["efficientnet_lite0"],
-        "weights": "default",
-        "data": "default",
-        "size": 224,
-        "resize": 256,
+        **{k: v for k, v in LITE0.items() if k != "model"},
+        "models": [LITE0["model"]],
         "n_steps": 50,
         "max_pool": "sign_mask",
         "step": 224,
@@ -32,7 +29,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "cifar": {
         "models": "cifar_with_weights",  # every cifar_resnet{20,32,44,56} checkpoint found
-        **{k: v for k, v in c.CIFAR.items() if k != "model"},
+        **{k: v for k, v in CIFAR.items() if k != "model"},
         "n_steps": 50,
         "max_pool": "sign_mask",
         "step": 32,
@@ -86,8 +83,8 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
                     ),
                 },
                 metrics={
-                    "deletion": c.rise("deletion", **kw),
-                    "insertion": c.rise("insertion", **kw),
+                    "deletion": c.perturbation("deletion", **kw),
+                    "insertion": c.perturbation("insertion", **kw),
                 },
                 only_correct=config.get("only_correct", True),
             )

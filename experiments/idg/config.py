@@ -19,16 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import DEBUG
+from experiments._configs import CIFAR, DEBUG, LITE0
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": "efficientnet_lite0",
-        "weights": "default",
-        "data": "default",
-        "size": 224,
-        "resize": 256,
+        **LITE0,
         "n_steps": 50,
         "gig": {"n_steps": 50, "fraction": 0.5, "max_dist": 1.0},
         "agi": {"n_classes": 1, "max_iter": 20, "eps": 0.05, "from_original": True},
@@ -55,7 +51,7 @@ CONFIGS["sweep"] = {
 # IDG's setting, class 0 is the only adversary and airplanes would get no attribution).
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    **c.CIFAR,
+    **CIFAR,
     "step": 32,
     "batch_size": 64,
     "agi": {"n_classes": 9, "max_iter": 20, "eps": 0.05, "from_original": True},
@@ -109,8 +105,8 @@ def build(config: Mapping[str, Any]) -> Experiment:
         model=model,
         methods=methods,
         metrics={
-            "insertion": c.rise("insertion", **kw),
-            "deletion": c.rise("deletion", **kw),
+            "insertion": c.perturbation("insertion", **kw),
+            "deletion": c.perturbation("deletion", **kw),
         },
         only_correct=config.get("only_correct", True),
     )

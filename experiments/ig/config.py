@@ -23,16 +23,12 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import DEBUG
+from experiments._configs import CIFAR, DEBUG, LITE0
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": "efficientnet_lite0",
-        "weights": "default",
-        "data": "default",
-        "size": 224,
-        "resize": 256,
+        **LITE0,
         "rules": list(jaxattr.quadrature.RULES),
         "steps": [10, 20, 50, 100, 300],
         "output": "softmax",
@@ -43,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # table (EfficientNet-Lite0 did not fit the 2-core CPU time we had).
 CONFIGS["cifar"] = {
     **CONFIGS["default"],
-    **c.CIFAR,
+    **CIFAR,
     "batch_size": 50,
 }
 CONFIGS["debug"] = {

@@ -31,18 +31,14 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import DEBUG
+from experiments._configs import CIFAR, DEBUG, LITE0
 from jaxattr.runs import Experiment
 
 _AUPC_PAPER = {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {
-        "model": "efficientnet_lite0",
-        "weights": "default",
-        "data": "default",
-        "size": 224,
-        "resize": 256,
+        **LITE0,
         "ig_steps": 50,
         "sg": {"nt_samples": 50, "stdev_spread": 0.15},
         "n_roots": 150,
@@ -55,37 +51,29 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "units": "normalised",
         "batch_size": 50,
     },
-    # The CIFAR-10 ResNet-20 (real weights) on CIFAR-10 test images, the README's
-    # measured table: the paper's settings, with AUPC's window and AUTVC's smallest level
-    # scaled from 224 to 32 pixels (15 -> 4, 30 -> 4).
-    "cifar": {
-        **c.CIFAR,
-        "ig_steps": 50,
-        "sg": {"nt_samples": 50, "stdev_spread": 0.15},
-        "n_roots": 150,
-        "sigma": 0.5,
-        "adaptive": {"learning_rate": 0.1, "max_iterations": 20, "max_stop": 3},
-        "adaptive_objective": "aupc",
-        "aupc": {"kernel_size": 4, "num_regions": 30, "num_perturbs": 50},
-        "autvc": {"downscale": 1.5, "min_size": 4, "lp_norm": 1},
-        "sweep_sigmas": [0.1, 0.25, 0.5, 1.0, 2.0],
-        "units": "normalised",
-        "batch_size": 50,
-    },
-    "debug": {
-        **DEBUG,
-        "ig_steps": 4,
-        "sg": {"nt_samples": 4, "stdev_spread": 0.15},
-        "n_roots": 4,
-        "sigma": 0.5,
-        "adaptive": {"learning_rate": 0.1, "max_iterations": 2, "max_stop": 1},
-        "adaptive_objective": "autvc",
-        "aupc": {"kernel_size": 5, "num_regions": 3, "num_perturbs": 4},
-        "autvc": {"downscale": 1.5, "min_size": 8, "lp_norm": 1},  # 32 px: 3 levels
-        "sweep_sigmas": [0.25, 1.0],
-        "units": "normalised",
-        "batch_size": 4,
-    },
+}
+# The CIFAR-10 ResNet-20 (real weights) on CIFAR-10 test images, the README's measured
+# table: the paper's settings, with AUPC's window and AUTVC's smallest level scaled from
+# 224 to 32 pixels (15 -> 4, 30 -> 4).
+CONFIGS["cifar"] = {
+    **CONFIGS["default"],
+    **CIFAR,
+    "aupc": {**_AUPC_PAPER, "kernel_size": 4},
+    "autvc": {**CONFIGS["default"]["autvc"], "min_size": 4},
+}
+CONFIGS["debug"] = {
+    **DEBUG,
+    "ig_steps": 4,
+    "sg": {"nt_samples": 4, "stdev_spread": 0.15},
+    "n_roots": 4,
+    "sigma": 0.5,
+    "adaptive": {"learning_rate": 0.1, "max_iterations": 2, "max_stop": 1},
+    "adaptive_objective": "autvc",
+    "aupc": {"kernel_size": 5, "num_regions": 3, "num_perturbs": 4},
+    "autvc": {"downscale": 1.5, "min_size": 8, "lp_norm": 1},  # 32 px: 3 levels
+    "sweep_sigmas": [0.25, 1.0],
+    "units": "normalised",
+    "batch_size": 4,
 }
 
 
@@ -100,18 +88,14 @@ def smooth_taylor_sweep(
     sigmas = jnp.asarray(sigmas, jnp.float32)
 
     def explain(model_fn, x, target, key):
-        f = jaxattr.scalar_output(model_fn, target, output="logit")
-
         def one(sigma):
-            return jaxattr.smooth_taylor(
-                f,
-                x,
-                key=key,
+            st = c.smooth_taylor(
                 n_roots=n_roots,
                 stdevs=sigma,
-                normalisation=normalisation,
                 batch_size=batch_size,
+                normalisation=normalisation,
             )
+            return st(model_fn, x, target, key)
 
         out = jax.vmap(one)(sigmas)
         return jaxattr.Attribution(out.attributions, out.delta, {"sigma": sigmas})
@@ -155,35 +139,22 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
     ad = dict(config["adaptive"])
     objective = config.get("adaptive_objective", "aupc")
 
-    def st_fixed(model_fn, x, target, key):
-        f = jaxattr.scalar_output(model_fn, target, output="logit")
-        return jaxattr.smooth_taylor(
-            f,
-            x,
-            key=key,
-            n_roots=n_roots,
-            stdevs=config["sigma"],  # normalised units: 0.5 std pixels per channel
-            normalisation=norm,
-            batch_size=bs,
-        )
-
-    def st_adaptive(model_fn, x, target, key):
-        f = jaxattr.scalar_output(model_fn, target, output="logit")
-        # docs/smooth_taylor.md#adaptive-noising in the authors' units: sigma_0 =
-        # mean |x_n| (the default with a normalisation), lr = 0.1 normalised units.
-        return jaxattr.adaptive_noising(
-            f,
-            x,
-            key=key,
-            score_fn=objective,
-            score_kwargs=c.aupc_kwargs(config[objective]),
-            n_roots=n_roots,
-            batch_size=bs,
-            learning_rate=ad["learning_rate"],
-            max_iterations=ad["max_iterations"],
-            max_stop=ad["max_stop"],
-            normalisation=norm,
-        )
+    # normalised units: sigma 0.5 is 0.5 std pixels per channel; adaptive noising's
+    # sigma_0 = mean |x_n| (the default with a normalisation), lr 0.1 normalised units
+    # (docs/smooth_taylor.md#adaptive-noising).
+    st_fixed = c.smooth_taylor(
+        n_roots=n_roots, stdevs=config["sigma"], batch_size=bs, normalisation=norm
+    )
+    st_adaptive = c.adaptive_noising(
+        score_fn=objective,
+        score_kwargs=c.aupc_kwargs(config[objective]),
+        n_roots=n_roots,
+        batch_size=bs,
+        learning_rate=ad["learning_rate"],
+        max_iterations=ad["max_iterations"],
+        max_stop=ad["max_stop"],
+        normalisation=norm,
+    )
 
     ig_steps = config["ig_steps"]
     only_correct = config.get("only_correct", True)

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 
 from jaxattr.models import resnet
 from jaxattr.models.layers import ActFn, PoolFn, batch_norm, conv, dense, max_pool
-from jaxattr.models.vgg import CONFIGS
+from jaxattr.models.vgg import CONFIGS, features
 
 __all__ = [
     "DEFAULT_WIDTH",
@@ -109,19 +109,16 @@ class CifarVGG(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         _check_input("CifarVGG", x)
         _check_width("CifarVGG", self.width)
-        i = 0
-        for v in self.config:
-            if v == "M":
-                x = self.pool_fn(x, (2, 2), strides=(2, 2), padding="VALID")
-                i += 1
-                continue
-            features = int(v) * self.width // 64
-            x = conv(self, x, f"features.{i}", features, 3, padding=1, use_bias=True)
-            x = batch_norm(
-                self, x, f"features.{i + 1}", BN_EPS, use_running_average=not train
-            )
-            x = self.act_fn(x)
-            i += 3
+        x = features(
+            self,
+            x,
+            self.config,
+            bn=True,
+            act_fn=self.act_fn,
+            pool_fn=self.pool_fn,
+            width=self.width,
+            train=train,
+        )
         x = x.reshape(x.shape[0], -1)  # [N, 1, 1, C] -> [N, C]
         hidden = 8 * self.width
         drop = nn.Dropout(self.dropout, deterministic=not train)

@@ -34,6 +34,7 @@ __all__ = [
     "CONFIGS",
     "FLATTEN_NCHW",
     "VGG",
+    "features",
     "vgg11",
     "vgg11_bn",
     "vgg13",
@@ -63,6 +64,52 @@ CONFIGS: dict[int, tuple] = {
 FLATTEN_NCHW = {"classifier.0": (512, 7, 7)}
 
 
+def features(
+    parent: nn.Module,
+    x: jax.Array,
+    config: Sequence,
+    *,
+    bn: bool,
+    act_fn: ActFn,
+    pool_fn: PoolFn,
+    width: int = 64,
+    train: bool = False,
+) -> jax.Array:
+    """torchvision's ``features``: ``[N, H, W, 3] -> [N, H / 2**m, W / 2**m, C]`` for
+    ``m`` max-pools (``"M"`` in ``config``, 2x2/s2) and ``C`` the last conv's channels.
+
+    Each conv is 3x3 with bias, ``int(v) * width // 64`` channels (``config`` counts
+    them for torchvision's ``width=64``), then BatchNorm when ``bn`` (running
+    statistics unless ``train``), then ``act_fn``. ``config``, ``bn``, ``width`` and
+    ``train`` are static. Must be called inside ``parent``'s compact method; the layers
+    are ``features.<i>`` as in torchvision's state dict.
+    """
+    i = 0
+    for v in config:
+        if v == "M":
+            x = pool_fn(x, (2, 2), strides=(2, 2), padding="VALID")
+            i += 1
+            continue
+        x = conv(
+            parent,
+            x,
+            f"features.{i}",
+            int(v) * width // 64,
+            3,
+            padding=1,
+            use_bias=True,
+        )
+        i += 1
+        if bn:
+            x = batch_norm(
+                parent, x, f"features.{i}", BN_EPS, use_running_average=not train
+            )
+            i += 1
+        x = act_fn(x)
+        i += 1
+    return x
+
+
 class VGG(nn.Module):
     """VGG: ``[N, H, W, 3]`` normalised images -> ``[N, num_classes]`` logits."""
 
@@ -77,19 +124,14 @@ class VGG(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"VGG: x must be [N, H, W, 3] (NHWC), got shape {x.shape}")
-        i = 0
-        for v in self.config:
-            if v == "M":
-                x = self.pool_fn(x, (2, 2), strides=(2, 2), padding="VALID")
-                i += 1
-                continue
-            x = conv(self, x, f"features.{i}", int(v), 3, padding=1, use_bias=True)
-            i += 1
-            if self.batch_norm:
-                x = batch_norm(self, x, f"features.{i}", BN_EPS)
-                i += 1
-            x = self.act_fn(x)
-            i += 1
+        x = features(
+            self,
+            x,
+            self.config,
+            bn=self.batch_norm,
+            act_fn=self.act_fn,
+            pool_fn=self.pool_fn,
+        )
         x = adaptive_avg_pool(x, (7, 7))
         x = x.reshape(x.shape[0], -1)
         x = self.act_fn(dense(self, x, "classifier.0", 4096))

@@ -252,7 +252,9 @@ def test_dga_morf_and_deletion_share_one_curve():
     for a in (x * 0.5 - 0.1, x[..., 0]):
         args = (exp.model.fn, x, a, jnp.int32(1))
         assert _same_metrics(exp.metrics, args, key) == {"deletion": "morf"}
-    other = c.rise("deletion", mean=(0.0, 0.0, 0.0), step=cfg["step"], batch_size=16)
+    other = c.perturbation(
+        "deletion", mean=(0.0, 0.0, 0.0), step=cfg["step"], batch_size=16
+    )
     metrics = {**exp.metrics, "deletion": other}
     assert _same_metrics(metrics, args, key) == {}
 
