@@ -79,7 +79,8 @@ __all__ = [
 # an array `x` takes the function's own code path); `jaxattr.methods.X` and
 # `jaxattr.X` are the wrapped ones.
 for _name in set(__all__) - {"LAYER_METHODS", "NT_TYPES", "count_guided", "guided"}:
-    globals()[_name] = _checks.argument_hints(
-        _pytrees.accepts_pytrees(globals()[_name]), __name__
-    )
-del _name
+    _fn = globals()[_name]
+    if _name in _pytrees.SPECS:  # a method without a spec takes arrays only
+        _fn = _pytrees.accepts_pytrees(_fn)
+    globals()[_name] = _checks.argument_hints(_fn, __name__)
+del _name, _fn
