@@ -139,6 +139,7 @@ def check_target(
 
 def _pytree_batch(inputs: Any, caller: str) -> int:
     """The common leading axis of a pytree batch (its leaves are checked as `x`)."""
+    pytrees.check_leaves(inputs, caller, "inputs")
     pairs = jax.tree_util.tree_flatten_with_path(inputs)[0]
     sizes = set()
     for path, leaf in pairs:
@@ -149,7 +150,6 @@ def _pytree_batch(inputs: Any, caller: str) -> int:
                 f" shape {tuple(getattr(leaf, 'shape', ()))}."
             )
         sizes.add(leaf.shape[0])
-    pytrees.check_leaves(inputs, caller, "inputs")
     if len(sizes) != 1:
         raise ValueError(
             f"{caller}: every leaf of inputs must have the same leading batch axis N;"
