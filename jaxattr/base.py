@@ -14,7 +14,8 @@ class Attribution(NamedTuple):
     """What every method returns; a pytree, so it passes through `jit` and `vmap`.
 
     Attributes:
-        attributions: same shape and dtype as the explained input `x`.
+        attributions: same shape and dtype as the explained input `x` (the same
+            structure, for a pytree `x`: docs/integrated_gradients.md#pytree-inputs).
         delta: completeness error with Captum's sign,
             `sum(attributions) - (f(x) - f(baseline))`; scalar for path methods,
             `[nt_samples]` under `noise_tunnel` (one per noisy sample, as Captum) and

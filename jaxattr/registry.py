@@ -302,14 +302,17 @@ def explainer(
 
     def explain(model_fn, x, target, key, *args):
         import jaxattr
+        from jaxattr import pytrees
 
         fn = entry.resolve()
         if transform is not None:
             fn = transform(fn)
         if entry.input == "logits":
-            logits = lambda z: model_fn(z[None])[0]
+            logits = lambda z: model_fn(pytrees.add_batch_axis(z))[0]
             return fn(logits, x, target, *args, key=key, **kwargs)
         if entry.input == "model":
+            if pytrees.is_pytree(x):
+                raise pytrees.refusal(entry.name, x, pytrees.SPECS[entry.name].refuse)
             from jaxattr import models
 
             fg = models.fullgrad_model(

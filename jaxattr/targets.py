@@ -82,6 +82,10 @@ def _select(outputs: jax.Array, target, caller: str) -> jax.Array:
     return picked * jnp.where(valid, 1.0, jnp.nan).astype(outputs.dtype)
 
 
+def _batch_of_one(x: Any) -> Any:
+    return jax.tree.map(lambda v: jnp.asarray(v)[None], x)
+
+
 def scalar_output(
     model_fn: Callable[[jax.Array], jax.Array],
     target: ArrayLike | None = None,
@@ -117,7 +121,10 @@ def scalar_output(
         )
 
     def outputs(x):
-        return model_fn(x[None])[0] if batched else model_fn(x)
+        if not batched:
+            return model_fn(x)
+        # a pytree example (a tuple, a dict of arrays) gets the axis on every leaf
+        return model_fn(x[None] if hasattr(x, "shape") else _batch_of_one(x))[0]
 
     if callable(target):
         if x is None:

@@ -1,11 +1,15 @@
 """Attribution methods: pure functions `method(f, x, ...) -> Attribution`.
 
+`x` is one array or a pytree of arrays (a tuple, a dict); attributions have its
+structure (`jaxattr.pytrees`, docs/integrated_gradients.md#pytree-inputs).
+
 The layer methods (`LAYER_METHODS`) take the model cut at an activation instead,
 `method(head, tail, x, ...)` (`jaxattr.split_at`), and attribute to that activation;
 they are not in `jaxattr.registry`, whose entries explain a model's input.
 """
 
 from jaxattr import _checks as _checks
+from jaxattr import pytrees as _pytrees
 from jaxattr.methods.adaptive_ig import adaptive_integrated_gradients
 from jaxattr.methods.agi import adversarial_gradient_integration
 from jaxattr.methods.blur_ig import blur_integrated_gradients
@@ -71,7 +75,12 @@ __all__ = [
 ]
 
 # An unexpected keyword argument (e.g. Captum's `internal_batch_size=`) raises a
-# TypeError naming ours; `jaxattr.methods.X` and `jaxattr.X` are the wrapped ones.
+# TypeError naming ours, and `x` may be a pytree of arrays (`jaxattr.pytrees`;
+# an array `x` takes the function's own code path); `jaxattr.methods.X` and
+# `jaxattr.X` are the wrapped ones.
 for _name in set(__all__) - {"LAYER_METHODS", "NT_TYPES", "count_guided", "guided"}:
-    globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
-del _name
+    _fn = globals()[_name]
+    if _name in _pytrees.SPECS:  # a method without a spec takes arrays only
+        _fn = _pytrees.accepts_pytrees(_fn)
+    globals()[_name] = _checks.argument_hints(_fn, __name__)
+del _name, _fn

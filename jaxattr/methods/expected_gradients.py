@@ -42,7 +42,8 @@ def expected_gradients(
     Args:
       f: maps one example to a scalar.
       x: one example.
-      references: background set `[R, *x.shape]` (e.g. training images).
+      references: background set `[R, *x.shape]` (e.g. training images); for a
+        pytree `x`, a pytree of its structure with `R` leading on every leaf.
       n_samples: gradient evaluations (static).
       key: PRNG key for the draws; not needed when `indices`, `alphas` (and
         `noise`, if `stdevs` is not 0) are all given.

@@ -30,7 +30,9 @@ def integrated_gradients(
 
     Args:
       f: maps one example to a scalar (see `jaxattr.scalar_output`).
-      x: one example, e.g. `[H, W, C]` pixels in [0, 1]; floating, finite.
+      x: one example, e.g. `[H, W, C]` pixels in [0, 1]; floating, finite. Or a
+        pytree of such arrays (a tuple, a dict), with attributions of its structure
+        and a baseline per leaf (docs/integrated_gradients.md#pytree-inputs).
       baseline: `None` (zeros), a name, a scalar, an array broadcasting to
         `x.shape`, a `jaxattr.baselines.Baseline`, a callable `x -> array`, or a
         list of these (averaged); see `jaxattr.baselines`.

@@ -48,7 +48,9 @@ def noise_tunnel(
     Args:
       method: any jaxattr method, e.g. `jaxattr.saliency`.
       f: maps one example to a scalar.
-      x: one example.
+      x: one example; for a pytree `x` the relative noise level is per leaf,
+        `stdev_spread * (max(leaf) - min(leaf))`, and `stdevs` may be a pytree of
+        per-leaf levels (docs/integrated_gradients.md#pytree-inputs).
       *args: passed to `method` after `x` (e.g. a baseline).
       key: PRNG key; required unless `noise` is given. It is split into the noise
         key and one key per sample for `method` (for random baselines).

@@ -193,7 +193,8 @@ def smooth_taylor(
     Args:
       f: maps one example to a scalar (the authors explain the logit,
         docs/smooth_taylor.md#paper-settings).
-      x: one example, e.g. `[H, W, C]`; floating, finite.
+      x: one example, e.g. `[H, W, C]`; floating, finite. A pytree `x` gets noise
+        per leaf, as `noise_tunnel` (docs/integrated_gradients.md#pytree-inputs).
       baseline: must be `None` (SmoothTaylor has no baseline); accepted so that the
         method has the common signature.
       key: PRNG key for the roots; required unless `noise` is given.

@@ -11,11 +11,16 @@ are scored as batched forward passes in chunks of `batch_size`
   variation.
 * `sensitivity_n`, `sensitivity_max`, `infidelity`: Ancona's and Yeh's measures.
 * `completeness`, `complexity`, `sparseness`.
+
+`completeness`, `complexity`, `sparseness`, `sensitivity_n`, `sensitivity_max` and
+`infidelity` also take a pytree `x` (a tuple, a dict of arrays) with attributions of
+its structure (docs/integrated_gradients.md#pytree-inputs).
 """
 
 import inspect as _inspect
 
 from jaxattr import _checks as _checks
+from jaxattr import pytrees as _pytrees
 from jaxattr.metrics._common import REDUCTIONS, rise_blur, rise_kernel
 from jaxattr.metrics.axiomatic import (
     Completeness,
@@ -73,7 +78,11 @@ __all__ = [
 
 # An unexpected keyword argument (e.g. Captum's `max_examples_per_batch=`) raises a
 # TypeError naming ours; every public function is wrapped (a no-op unless a call fails).
+# The metrics that are not image-specific also take a pytree `x` (`jaxattr.pytrees`).
 for _name in __all__:
     if _inspect.isfunction(globals()[_name]):
-        globals()[_name] = _checks.argument_hints(globals()[_name], __name__)
-del _name
+        _fn = globals()[_name]
+        if _name in _pytrees.SPECS:
+            _fn = _pytrees.accepts_pytrees(_fn)
+        globals()[_name] = _checks.argument_hints(_fn, __name__)
+del _name, _fn
