@@ -44,6 +44,8 @@ float64 on the host, and only the reference's 1025 maps are kept (617 MB).
 `--out FILE` appends each finished photo to a JSON file and skips the photos it
 already holds (a run can resume); `--markdown` prints the tables for
 benchmarks/README.md from it (with `--images 0`, without computing anything).
+`--part K/N` measures every N-th photo (parallel workers, each with its own
+`--out`), `--also FILE...` skips and reports the photos of the others' files.
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ def report(rows, tols, config, env):
     """The per-photo table and the summary over photos, as Markdown."""
     import numpy as np
 
+    rows = sorted(rows, key=lambda r: r.get("index", 0))
+
     lines = [
         (
             f"EfficientNet-Lite0, {len(rows)} photos of imagenet-sample (seed"
@@ -286,6 +290,17 @@ def main():
     )
     p.add_argument("--out", default=None, help="JSON file of finished photos")
     p.add_argument("--markdown", action="store_true", help="print the tables")
+    p.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="other --out files (other workers): their photos are skipped and reported",
+    )
+    p.add_argument(
+        "--part",
+        default="0/1",
+        help="K/N: this worker measures the photos whose index is K mod N",
+    )
     args = p.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -307,7 +322,9 @@ def main():
         "bracket": args.bracket,
     }
     rows = load_rows(args.out, config)
-    done = {r["id"] for r in rows}
+    others = [r for f in args.also for r in load_rows(f, config)]
+    done = {r["id"] for r in rows + others}
+    part, parts = (int(v) for v in args.part.split("/"))
     env = (
         f"Machine {platform.machine()} {platform.processor() or ''}, {os.cpu_count()}"
         f" CPUs; jax {jax.__version__}; Python {platform.python_version()}."
@@ -381,6 +398,7 @@ def main():
         ref_l1, ref_l2 = l1(ref), l2(ref)
         row = {
             "id": Path(ex.id).stem.split("_", 1)[-1],
+            "index": i,
             "target": int(target),
             "ref_check_l1": l1(half_t - half_m) / ref_l1,
             "ref_check_l2": l2(half_t - half_m) / ref_l2,
@@ -487,14 +505,16 @@ def main():
         return row
 
     for i, ex in enumerate(exs):
+        if i % parts != part:
+            continue
         if Path(ex.id).stem.split("_", 1)[-1] in done:
-            print(f"[{i}] {ex.id}: in {args.out}, skipped", flush=True)
+            print(f"[{i}] {ex.id}: done already, skipped", flush=True)
             continue
         rows.append(measure(i, ex))
         save_rows(args.out, config, rows)
     if args.markdown or not args.out:
         print()
-        print(report(rows, tols, config, env), flush=True)
+        print(report(rows + others, tols, config, env), flush=True)
 
 
 if __name__ == "__main__":
