@@ -255,6 +255,17 @@ def report(rows, tols, config, env):
             f"| {t:.0%} | adaptive / Gauss-Legendre gradients (target <= 0.5) |"
             f" {med(ratio, '{:.2f}')} | | |"
         )
+        # The uniform trapezoid at the grid n nearest the adaptive's gradients.
+        near, near_err = [], []
+        for r, a in zip(rows, ad):
+            errs = {int(k): v for k, v in r["uniform"]["riemann_trapezoid"].items()}
+            n = min(errs, key=lambda k: abs(k - a["n"]))
+            near.append(n)
+            near_err.append(errs[n])
+        lines.append(
+            f"| {t:.0%} | riemann_trapezoid at the grid `n` nearest the adaptive's"
+            f" gradients | {med(near, '{:.0f}')} | | {med(near_err, pct)} |"
+        )
     lines.append(
         f"| n = 50 | Gauss-Legendre (Captum's default) | 50 |"
         f" {med([r['gl']['50'][2] for r in rows], '{:.1f}')} |"
