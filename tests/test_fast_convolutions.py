@@ -204,6 +204,29 @@ def test_winograd_in_float64_is_exact_to_float64_rounding():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("budget", [1, 20000])
+def test_winograd_in_strips_equals_the_convolution(monkeypatch, budget):
+    """Above `WINOGRAD_STRIP_BYTES` the tiles are done in strips of tile rows (one
+    per row at budget 1), in order: same values, forward and input gradient."""
+    from jaxattr import fast_convolutions as fc
+
+    monkeypatch.setattr(fc, "WINOGRAD_STRIP_BYTES", budget)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(2, 13, 11, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 8, 5)), jnp.float32)
+    conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding=((1, 1), (1, 1)))
+    assert fc._winograd_strips(2, 7, 6, 8, 5, 4) == (7 if budget == 1 else 4)
+    names = _primitives(conv, x, w)
+    assert "conv_general_dilated" not in names
+    assert names.count("optimization_barrier") >= 3
+    np.testing.assert_allclose(
+        jax.jit(fast_convolutions(conv))(x, w), conv(x, w), rtol=1e-5, atol=2e-5
+    )
+    grad = lambda x, w: jax.grad(lambda x: jnp.sum(conv(x, w) ** 2))(x)
+    got, want = jax.jit(fast_convolutions(grad))(x, w), grad(x, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 def test_no_winograd_for_16_bit_floats():
     x = jnp.zeros((2, 8, 8, 4), jnp.bfloat16)
     w = jnp.zeros((3, 3, 4, 4), jnp.bfloat16)

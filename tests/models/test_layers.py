@@ -205,3 +205,48 @@ def test_bad_input_shapes_name_the_model():
             ValueError, match=r"x must be \[N, H, W, 3\].*\(1, 3, 32, 32\)"
         ):
             jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 3, 32, 32)))
+
+
+@pytest.mark.parametrize("window", [(2, 2), (3, 2)])
+def test_tiled_max_pool_equals_flax_max_pool(window):
+    """Values, reverse- and forward-mode derivatives of nn.max_pool (with ties: the
+    first maximum of a window gets the gradient), keeping a boolean mask."""
+    import flax.linen as nn
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.integers(0, 3, size=(2, 9, 8, 3)), jnp.float32)  # ties
+    ref = lambda x: nn.max_pool(x, window, strides=window, padding="VALID")
+    new = lambda x: layers.max_pool(x, window, window, "VALID")
+    np.testing.assert_array_equal(new(x), ref(x))
+    y, vjp_ref = jax.vjp(ref, x)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    np.testing.assert_array_equal(jax.vjp(new, x)[1](g)[0], vjp_ref(g)[0])
+    t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    np.testing.assert_array_equal(
+        jax.jvp(new, (x,), (t,))[1], jax.jvp(ref, (x,), (t,))[1]
+    )
+    saved = jax.tree.leaves(jax.vjp(new, x)[1])  # the residuals
+    assert any(a.dtype == jnp.bool_ for a in saved)
+    assert not any(a.shape == x.shape and np.array_equal(a, x) for a in saved)
+
+
+def test_window_max_pool_equals_flax_max_pool():
+    """Overlapping padded windows (ResNet's stem pool): values, reverse- and
+    forward-mode derivatives of nn.max_pool, with ties, without keeping x."""
+    import flax.linen as nn
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.integers(0, 3, size=(2, 9, 8, 3)), jnp.float32)  # ties
+    pad = ((1, 1), (1, 1))
+    ref = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=pad)
+    new = lambda x: layers.max_pool(x, (3, 3), (2, 2), pad)
+    np.testing.assert_array_equal(new(x), ref(x))
+    y, vjp_ref = jax.vjp(ref, x)
+    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    np.testing.assert_array_equal(jax.vjp(new, x)[1](g)[0], vjp_ref(g)[0])
+    t = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    np.testing.assert_array_equal(
+        jax.jvp(new, (x,), (t,))[1], jax.jvp(ref, (x,), (t,))[1]
+    )
+    saved = jax.tree.leaves(jax.vjp(new, x)[1])
+    assert not any(a.shape == x.shape and np.array_equal(a, x) for a in saved)
