@@ -327,14 +327,150 @@ def _has_conv(jaxpr) -> bool:
     )
 
 
+# Max pooling. The derivative of `reduce_window_max` is `select_and_scatter_add`
+# of the output gradient over the pool's input, which keeps that f32 input alive
+# until the backward pass and which XLA:CPU expands into a scatter with 32-bit
+# index arrays the size of the input (VGG-16 at 8 images: about 1.2 GB of the
+# chunk's 2.0 GB of temporaries). Rewritten: the forward pass stores the index of
+# each window's first maximum (int8), and the backward pass adds the gradient
+# through masked taps (`linear_transpose` of strided slices: pads and adds). Same
+# values: the first maximum in row-major order gets the gradient, as XLA's `ge`
+# selection and PyTorch do.
+
+
+def _pool_taps(x, params, fill, out_shape):
+    """The strided slice of the padded `x` that each window tap reads, in row-major
+    tap order, each of `out_shape`."""
+    window, strides = params["window_dimensions"], params["window_strides"]
+    x = lax.pad(
+        x, jnp.asarray(fill, x.dtype), [(lo, hi, 0) for lo, hi in params["padding"]]
+    )
+    for tap in itertools.product(*(range(k) for k in window)):
+        limit = [t + (o - 1) * st + 1 for t, o, st in zip(tap, out_shape, strides)]
+        yield lax.slice(x, tap, limit, strides)
+
+
+def _first_max_index(x, y, params):
+    """For each output of the max pool `y = reduce_window_max(x)`, the row-major
+    index of the first window tap equal to it (int8 up to 127 taps)."""
+    n_taps = int(np.prod(params["window_dimensions"]))
+    dtype = jnp.int8 if n_taps <= 127 else jnp.int32
+    idx = jnp.zeros(y.shape, dtype)
+    seen = None
+    for k, tap in enumerate(_pool_taps(x, params, -jnp.inf, y.shape)):
+        hit = tap == y
+        first = hit if seen is None else hit & ~seen
+        seen = hit if seen is None else seen | hit
+        if k:
+            idx = jnp.where(first, jnp.asarray(k, dtype), idx)
+    return idx
+
+
+def _tiled_pool_backward(source, operand_aval, idx, params):
+    """`_pool_backward` for windows that tile the input (stride = window, no
+    padding): the gradient broadcast over each window, kept at the first-max tap,
+    one elementwise pass and a reshape (no pads to add up)."""
+    window = params["window_dimensions"]
+    expanded, shape = [], []
+    for d, k in enumerate(window):
+        expanded += [idx.shape[d], k]
+        shape.append(idx.shape[d] * k)
+    iota, stride = None, 1
+    for d in reversed(range(len(window))):  # row-major tap number of each position
+        pos = lax.broadcasted_iota(jnp.int32, expanded, 2 * d + 1) * stride
+        iota = pos if iota is None else iota + pos
+        stride *= window[d]
+    at = [2 * d for d in range(len(window))]
+    g = lax.broadcast_in_dim(source, expanded, at)
+    i = lax.broadcast_in_dim(idx.astype(jnp.int32), expanded, at)
+    dx = jnp.where(i == iota, g, jnp.zeros((), g.dtype)).reshape(shape)
+    pads = [(0, full - part, 0) for full, part in zip(operand_aval.shape, shape)]
+    return lax.pad(dx, jnp.zeros((), dx.dtype), pads)
+
+
+def _pool_backward(source, operand_aval, idx, params):
+    """`select_and_scatter_add(source, operand)` (max) from the first-max index."""
+    if tuple(params["window_dimensions"]) == tuple(params["window_strides"]) and all(
+        lo == hi == 0 for lo, hi in params["padding"]
+    ):
+        return _tiled_pool_backward(source, operand_aval, idx, params)
+
+    def spread(t):
+        out = None
+        for k, tap in enumerate(_pool_taps(t, params, 0.0, idx.shape)):
+            term = jnp.where(idx == k, tap, jnp.zeros((), tap.dtype))
+            out = term if out is None else out + term
+        return out
+
+    shape = jax.ShapeDtypeStruct(operand_aval.shape, operand_aval.dtype)
+    return jax.linear_transpose(spread, shape)(source)[0]
+
+
+def _plain_pool(params) -> bool:
+    return all(d == 1 for d in params.get("base_dilation", ())) and all(
+        d == 1 for d in params.get("window_dilation", ())
+    )
+
+
+def _pool_operands(jaxpr, found=None) -> set:
+    """The variables that a max pool's derivative (`select_and_scatter_add`) takes
+    as its operand, in `jaxpr` and the jaxprs nested in it."""
+    found = set() if found is None else found
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "select_and_scatter_add":
+            found.add(eqn.invars[1])
+        for sub in _interpret.jaxprs_in(eqn):
+            _pool_operands(sub, found)
+    return found
+
+
 class _Rewrite(_interpret.Override):
-    """Convolutions rewritten; calls inlined; bodies (loops, branches, checkpoints,
-    custom derivatives) rebuilt only when they hold a convolution."""
+    """Convolutions and max-pool derivatives rewritten; calls inlined; bodies
+    (loops, branches, checkpoints, custom derivatives) rebuilt only when they hold
+    a convolution. One instance per traced function: it remembers the first-max
+    index of each max pool whose derivative comes later."""
+
+    def __init__(self, jaxpr=None):
+        self.pool_operands = set() if jaxpr is None else _pool_operands(jaxpr)
+        self.first_max: dict[int, tuple] = {}
 
     def apply(self, eqn, invals):
-        if eqn.primitive is lax.conv_general_dilated_p:
+        prim = eqn.primitive
+        if prim is lax.conv_general_dilated_p:
             out = _rewrite_conv(eqn, *invals)
             return None if out is None else [out]
+        if (
+            prim.name == "reduce_window_max"
+            and eqn.invars[0] in self.pool_operands
+            and _plain_pool(eqn.params)
+            and jnp.issubdtype(invals[0].dtype, jnp.floating)
+        ):
+            (x,) = invals
+            y = prim.bind(x, **eqn.params)
+            idx = _first_max_index(x, y, eqn.params)
+            y, idx = lax.optimization_barrier((y, idx))  # x is dead after this
+            self.first_max[id(x)] = (x, idx)
+            return [y]
+        if (
+            prim.name == "select_and_scatter_add"
+            and eqn.params["select_prim"] is lax.ge_p
+            and jnp.issubdtype(invals[1].dtype, jnp.floating)
+        ):
+            source, operand = invals
+            cached = self.first_max.get(id(operand))
+            if cached is not None and cached[0] is operand:
+                idx = cached[1]
+            else:  # e.g. recomputed by a checkpoint: the index from the operand
+                y = lax.reduce_window_max_p.bind(
+                    operand,
+                    window_dimensions=eqn.params["window_dimensions"],
+                    window_strides=eqn.params["window_strides"],
+                    padding=eqn.params["padding"],
+                    base_dilation=(1,) * operand.ndim,
+                    window_dilation=(1,) * operand.ndim,
+                )
+                idx = _first_max_index(operand, y, eqn.params)
+            return [_pool_backward(source, eqn.invars[1].aval, idx, eqn.params)]
         return None
 
     def descends(self, eqn) -> bool:
@@ -343,7 +479,6 @@ class _Rewrite(_interpret.Override):
         )
 
 
-_REWRITE = _Rewrite()
 _SETTING = jax.make_user_context(default_value=None)
 
 
@@ -406,6 +541,6 @@ def fast_convolutions(fn: Callable, *, enabled: bool | None = None) -> Callable:
     def wrapped(*args):
         if not fast_convolutions_enabled(enabled):
             return fn(*args)
-        return _interpret.run(fn, args, lambda closed: _REWRITE)
+        return _interpret.run(fn, args, lambda closed: _Rewrite(closed.jaxpr))
 
     return wrapped

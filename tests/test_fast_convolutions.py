@@ -227,6 +227,36 @@ def test_winograd_in_strips_equals_the_convolution(monkeypatch, budget):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize(
+    "window,strides,padding",
+    [((2, 2), (2, 2), "VALID"), ((3, 3), (2, 2), ((1, 1), (1, 1)))],
+    ids=["vgg", "resnet_stem"],
+)
+def test_max_pool_derivative_without_select_and_scatter(window, strides, padding):
+    """The max pool's derivative becomes masked taps from a first-max index kept in
+    the forward pass: same gradients as XLA's select-and-scatter, ties included
+    (the first maximum in row-major order gets the gradient)."""
+    import flax.linen as nn
+
+    rng = np.random.default_rng(5)
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+
+    def f(x):
+        z = _conv(x[None], w, window_strides=(1, 1), padding="SAME")
+        even, odd = z[:, :, 0::2], z[:, :, 1::2]
+        tie = lax.stop_gradient(even[:, :, : odd.shape[2]]) + 0.0 * odd  # exact tie
+        z = z.at[:, :, 1::2].set(tie)
+        return jnp.sum(nn.max_pool(z, window, strides=strides, padding=padding) ** 2)
+
+    xs = jnp.asarray(rng.normal(size=(5, 9, 8, 3)), jnp.float32)
+    grads = jax.vmap(jax.grad(f))
+    assert "select_and_scatter_add" not in _primitives(grads, xs)
+    want = jax.jit(grads)(xs)
+    np.testing.assert_allclose(jax.jit(fast_convolutions(grads))(xs), want, atol=1e-4)
+    total = engine.chunked_sum(lambda x: (jax.grad(f)(x), None), xs, batch_size=2)[0]
+    np.testing.assert_allclose(total, want.sum(0), atol=1e-4)
+
+
 def test_no_winograd_for_16_bit_floats():
     x = jnp.zeros((2, 8, 8, 4), jnp.bfloat16)
     w = jnp.zeros((3, 3, 4, 4), jnp.bfloat16)

@@ -12,7 +12,6 @@ same structure.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -33,8 +32,6 @@ __all__ = [
     "max_pool",
     "model_bias_fn",
     "relu6_with_bias",
-    "tiled_max_pool",
-    "window_max_pool",
 ]
 
 PoolFn = Callable[..., jax.Array]
@@ -57,127 +54,8 @@ def max_pool(
     x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding
 ) -> jax.Array:
     """Max pooling over ``[N, H, W, C]`` (the default ``pool_fn`` of the ports); pads
-    with -inf. Windows that tile the input (stride = window, ``'VALID'``: VGG's 2x2
-    pools) go through :func:`tiled_max_pool`, whose derivative keeps a boolean mask
-    instead of the input (same values and gradients)."""
-    window, stride = tuple(window_shape), tuple(strides)
-    if (
-        x.ndim == 4
-        and window == stride
-        and isinstance(padding, str)
-        and padding.upper() == "VALID"
-        and jnp.issubdtype(x.dtype, jnp.floating)
-    ):
-        return tiled_max_pool(x, window)
-    if (
-        x.ndim == 4
-        and not isinstance(padding, str)
-        and jnp.issubdtype(x.dtype, jnp.floating)
-    ):
-        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-        return window_max_pool(x, window, stride, pads)
+    with -inf."""
     return nn.max_pool(x, window_shape, strides=strides, padding=padding)
-
-
-def _taps(x, window, stride, pads, fill, out_hw):
-    """The strided slice of the padded ``x`` that each window tap reads, ``[N, ho, wo,
-    C]`` each, taps in row-major order."""
-    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
-    (ho, wo), (sh, sw) = out_hw, stride
-    return [
-        x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw]
-        for i in range(window[0])
-        for j in range(window[1])
-    ]
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def window_max_pool(
-    x: jax.Array,
-    window: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[tuple[int, int], tuple[int, int]],
-) -> jax.Array:
-    """Max pooling of ``[N, H, W, C]`` (any window, stride and explicit padding,
-    padded with -inf): the values of ``nn.max_pool``. Its derivative is the tangent
-    of the first maximum of each window (as ``nn.max_pool``'s), taken as a masked
-    sum of the window's taps, so reverse mode keeps one boolean per tap and output
-    instead of the input and XLA:CPU's select-and-scatter (which it expands into a
-    scatter with 32-bit index arrays of the input's size)."""
-    return nn.max_pool(x, window, strides=stride, padding=pads)
-
-
-@window_max_pool.defjvp
-def _window_max_pool_jvp(window, stride, pads, primals, tangents):
-    (x,), (t,) = primals, tangents
-    y = window_max_pool(x, window, stride, pads)
-    out_hw = y.shape[1:3]
-    seen, out = None, None
-    for xs, ts in zip(
-        _taps(x, window, stride, pads, -jnp.inf, out_hw),
-        _taps(t, window, stride, pads, 0.0, out_hw),
-        strict=True,
-    ):
-        hit = xs == y
-        first = hit if seen is None else hit & ~seen
-        seen = hit if seen is None else seen | hit
-        term = jnp.where(first, ts, jnp.zeros((), ts.dtype))
-        out = term if out is None else out + term
-    return y, out
-
-
-def _window_major(x: jax.Array, window: tuple[int, int]) -> jax.Array:
-    """``[N, H, W, C] -> [N, H/kh, kh, W/kw, kw, C]`` (H, W cropped to multiples)."""
-    n, h, w, c = x.shape
-    kh, kw = window
-    x = x[:, : h - h % kh, : w - w % kw]
-    return x.reshape(n, h // kh, kh, w // kw, kw, c)
-
-
-def _first_max_mask(x: jax.Array, window: tuple[int, int]) -> jax.Array:
-    """Boolean ``[N, H', W', C]`` (``H' = H - H % kh``): True at the first maximum of
-    each window in row-major order (where PyTorch's and XLA's max-pool gradients
-    go)."""
-    xr = _window_major(x, window)
-    y = jnp.max(xr, axis=(2, 4), keepdims=True)
-    kh, kw = window
-    seen = None
-    rows = []
-    for i in range(kh):
-        row = []
-        for j in range(kw):
-            hit = xr[:, :, i : i + 1, :, j : j + 1] == y
-            first = hit if seen is None else hit & ~seen
-            seen = hit if seen is None else seen | hit
-            row.append(first)
-        rows.append(jnp.concatenate(row, axis=4))
-    mask = jnp.concatenate(rows, axis=2)
-    n, ho, _, wo, _, c = mask.shape
-    return mask.reshape(n, ho * kh, wo * kw, c)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def tiled_max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
-    """Max pooling of ``[N, H, W, C]`` over ``window`` ``(kh, kw)`` with stride
-    ``window``, no padding (``H % kh`` trailing rows dropped): ``[N, H // kh, W // kw,
-    C]``.
-
-    Same values and derivatives as ``nn.max_pool(x, window, strides=window,
-    padding='VALID')`` (the tangent of the first maximum of each window), but the
-    derivative is a masked window sum, so reverse mode keeps a boolean mask of the
-    input (1 byte per element) instead of the input itself (4): VGG-16 at 8 images,
-    196 MB less per chunk of path nodes.
-    """
-    return jnp.max(_window_major(x, window), axis=(2, 4))
-
-
-@tiled_max_pool.defjvp
-def _tiled_max_pool_jvp(window, primals, tangents):
-    (x,), (t,) = primals, tangents
-    mask = _first_max_mask(x, window)
-    h, w = mask.shape[1:3]
-    picked = jnp.where(mask, t[:, :h, :w], jnp.zeros((), t.dtype))
-    return tiled_max_pool(x, window), jnp.sum(_window_major(picked, window), (2, 4))
 
 
 def conv(
