@@ -205,4 +205,3 @@ def test_bad_input_shapes_name_the_model():
             ValueError, match=r"x must be \[N, H, W, 3\].*\(1, 3, 32, 32\)"
         ):
             jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 3, 32, 32)))
-
