@@ -1,7 +1,7 @@
 """Integrated Gradients, jaxattr against Captum: same model, same weights, same run.
 
     python benchmarks/ig_vs_captum.py [--models resnet50 efficientnet_lite0]
-        [--steps 32 128] [--chunks 8 16 32] [--repeats 2] [--size 224]
+        [--steps 32 128] [--chunks 8 16 32] [--repeats 2] [--size 224] [--fold]
 
 Both frameworks explain one `--size` image with the Gauss-Legendre rule (Captum's
 default) in chunks of `chunk` path nodes (Captum's `internal_batch_size`, our
@@ -18,7 +18,10 @@ its compile time, XLA's temporary buffers (`memory_analysis`), and the achieved
 GFLOP/s: `steps` times XLA's FLOP count of one gradient evaluation
 (`cost_analysis`), over the time. The machine's matmul peak is measured in the same run (a 2048 x 2048 float32
 matmul in XLA and in PyTorch). Then, per model and steps: jaxattr's time at Captum's
-best chunk and at its own best, as ratios. Needs torch and captum.
+best chunk and at its own best, as ratios. With `--fold`, jaxattr also runs the
+model with its BatchNorm layers folded into the convolutions
+(`models.load(..., fold_batchnorm=True)`), reported as `jaxattr folded` in the same
+rows. Needs torch and captum.
 """
 
 from __future__ import annotations
@@ -73,11 +76,12 @@ def run_one(framework: str, name: str, steps: int, chunk: int, size: int, repeat
     from jaxattr import models
 
     weights = None if name == "efficientnet_lite0" else "random"
-    model = models.load(name, weights=weights)
+    folded = framework == "jaxattr-folded"
+    model = models.load(name, weights=weights, fold_batchnorm=folded)
     x = np.random.default_rng(0).uniform(size=(size, size, 3)).astype(np.float32)
     target = 7
     out = {"framework": framework, "model": name, "steps": steps, "chunk": chunk}
-    if framework == "jaxattr":
+    if framework in ("jaxattr", "jaxattr-folded"):
         import jax
         import jax.numpy as jnp
 
@@ -207,6 +211,11 @@ def main() -> None:
         help="extra XLA_FLAGS for the jaxattr processes (e.g. the CPU flags in README)",
     )
     p.add_argument(
+        "--fold",
+        action="store_true",
+        help="also run jaxattr with BatchNorm folded into the convolutions",
+    )
+    p.add_argument(
         "--one",
         nargs=4,
         metavar=("FW", "MODEL", "STEPS", "CHUNK"),
@@ -236,17 +245,35 @@ def main() -> None:
         f"# matmul peak (2048^2 float32): XLA {peak['xla']:.0f} GFLOP/s, "
         f"PyTorch {peak['torch']:.0f} GFLOP/s\n"
     )
+    frameworks = (
+        ("jaxattr", "jaxattr-folded", "captum")
+        if args.fold
+        else (
+            "jaxattr",
+            "captum",
+        )
+    )
+    fold_head = (
+        " jaxattr folded s | folded/Captum | folded GFLOP/s | folded peak RSS MB |"
+        " folded XLA temp MB |"
+        if args.fold
+        else ""
+    )
     print(
         "| model | steps | chunk | jaxattr s | Captum s | jaxattr/Captum | jaxattr GFLOP/s "
         "| jaxattr compile s | jaxattr peak RSS MB | Captum peak RSS MB | XLA temp MB |"
+        + fold_head
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + "---:|" * (5 if args.fold else 0)
+    )
     results = []
     for name in args.models:
         for steps in args.steps:
             for chunk in args.chunks:
                 res = {}
-                for fw in ("jaxattr", "captum"):
+                for fw in frameworks:
                     cmd = [
                         sys.executable,
                         __file__,
@@ -261,7 +288,7 @@ def main() -> None:
                         str(args.repeats),
                     ]
                     env = dict(os.environ)
-                    if fw == "jaxattr" and args.xla_flags:
+                    if fw != "captum" and args.xla_flags:
                         env["XLA_FLAGS"] = (
                             f"{env.get('XLA_FLAGS', '')} {args.xla_flags}"
                         )
@@ -281,13 +308,20 @@ def main() -> None:
                     res[fw] = json.loads(out.stdout.strip().splitlines()[-1])
                 j, c = res["jaxattr"], res["captum"]
                 results.append((j, c))
-                print(
+                row = (
                     f"| {name} | {steps} | {chunk} | {j['best_s']:.2f} | {c['best_s']:.2f} | "
                     f"{j['best_s'] / c['best_s']:.2f} | {j['flops'] / j['best_s'] / 1e9:.0f} | "
                     f"{j['compile_s']:.1f} | {j['peak_mb']:.0f} | {c['peak_mb']:.0f} | "
-                    f"{j['xla_temp_mb']:.0f} |",
-                    flush=True,
+                    f"{j['xla_temp_mb']:.0f} |"
                 )
+                if args.fold:
+                    f = res["jaxattr-folded"]
+                    row += (
+                        f" {f['best_s']:.2f} | {f['best_s'] / c['best_s']:.2f} | "
+                        f"{j['flops'] / f['best_s'] / 1e9:.0f} | {f['peak_mb']:.0f} | "
+                        f"{f['xla_temp_mb']:.0f} |"
+                    )
+                print(row, flush=True)
     print(
         "\n| model | steps | Captum best s (chunk) | jaxattr at that chunk | jaxattr best s (chunk) "
         "| ratio at Captum's best chunk | ratio best vs best |"

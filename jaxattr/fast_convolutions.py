@@ -1,6 +1,6 @@
 """Convolutions rewritten into forms that XLA:CPU runs fast (same values).
 
-Three slow paths of XLA:CPU (jaxlib 0.10.2) are avoided, measured in
+Slow and memory-hungry paths of XLA:CPU (jaxlib 0.10.2) are avoided, measured in
 benchmarks/README.md:
 
 * **Kernel layout inside loops.** The gradient of a convolution with respect to
@@ -25,6 +25,18 @@ benchmarks/README.md:
   input and output transforms of adds and halvings that XLA fuses (Lavin and Gray,
   "Fast Algorithms for Convolutional Neural Networks", 2016). Relative error
   about 1e-6 in float32. Measured: ResNet-50 IG 10 % faster, VGG-16 20 %.
+  Where the transformed tiles of one convolution would exceed
+  `WINOGRAD_STRIP_BYTES` (64 MiB) it runs in strips of tile rows, one after the
+  other, and each kernel's transform is computed where it is used, not hoisted out
+  of the chunk loop (memory, below).
+* **Max-pool derivatives.** The gradient of a max pool is a select-and-scatter
+  over the pool's input, which keeps that input alive until the backward pass and
+  which XLA:CPU expands into a scatter with 32-bit index arrays of the input's
+  size. The rewrite keeps the index of each window's first maximum (int8) from the
+  forward pass and spreads the gradient through masked taps (same values, ties
+  to the first maximum as XLA and PyTorch). With the strips and the kernel
+  transforms at their use, VGG-16's IG in chunks of 8 needs 0.73 GB of XLA
+  temporaries instead of 2.0 GB (benchmarks/README.md).
 
 `fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites
 (`jaxattr._interpret`), inlining `jit` calls and descending into every `while`,
@@ -186,24 +198,34 @@ def _is_winograd_3x3(lhs, rhs, params) -> bool:
     )
 
 
-def _winograd_3x3(lhs, rhs, params, out_aval):
-    """A 3x3 stride-1 convolution of channels-last `lhs` by Winograd F(2x2, 3x3)."""
-    kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
-    (plo, _), (qlo, _) = params["padding"]  # the high pads follow from the tiles
-    n, h, w, _ = lhs.shape
-    ho, wo = out_aval.shape[1:3]
-    th, tw = -(-ho // 2), -(-wo // 2)
-    zero = jnp.zeros((), lhs.dtype)
-    x = lax.pad(
-        lhs,
-        zero,
-        [
-            (0, 0, 0),
-            (plo, 2 * th + 2 - h - plo, 0),
-            (qlo, 2 * tw + 2 - w - qlo, 0),
-            (0, 0, 0),
-        ],
-    )
+def _at_use(kernel, lhs):
+    """`(kernel, lhs)` behind an `optimization_barrier`, so that what is computed from
+    the kernel (a transposed copy, Winograd's transform) depends on the layer's input:
+    inside a loop XLA then computes it where it is used instead of hoisting it out of
+    the loop, where every layer's copy would stay alive for the whole loop (VGG-16,
+    IG in chunks of 8: 0.23 GB)."""
+    return lax.optimization_barrier((kernel, lhs))
+
+
+#: Most bytes that the transformed input and the 16 products of one strip of
+#: Winograd tiles may take; larger convolutions are done in strips of tile rows, one
+#: after the other (VGG-16's 224x224x64 layers at 8 images: 13 strips instead of
+#: 0.8 GB of transformed tiles alive at once).
+WINOGRAD_STRIP_BYTES = 64 << 20
+
+
+def _winograd_strips(n, th, tw, c_in, c_out, itemsize) -> int:
+    """How many strips of tile rows keep one strip's transformed input `[16, n, rows,
+    tw, c_in]` and products `[16, n, rows, tw, c_out]` under the budget."""
+    whole = 16 * n * th * tw * (c_in + c_out) * itemsize
+    return int(min(th, max(1, -(-whole // WINOGRAD_STRIP_BYTES))))
+
+
+def _winograd_tiles(x, u_kernel, params):
+    """Winograd F(2x2, 3x3) of a padded channels-last `x` `[N, 2 th + 2, 2 tw + 2,
+    C_in]` (every 4x4 window at even offsets is a tile) -> `[N, 2 th, 2 tw, C_out]`."""
+    n = x.shape[0]
+    th, tw = (x.shape[1] - 2) // 2, (x.shape[2] - 2) // 2
     d = [
         [x[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)]
         for a in range(4)
@@ -213,8 +235,6 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
         for u in range(4)
     ]
     v = [[_combine(_BT[t], rows[u]) for t in range(4)] for u in range(4)]
-    g = _G.astype(kernel.dtype)
-    u_kernel = jnp.einsum("ua,abio,tb->utio", g, kernel, g)
     m = [
         [
             lax.dot_general(
@@ -239,8 +259,49 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
         ],
         axis=2,
     )  # [N, th, 2, tw, 2, C_out]
-    y = y.reshape(n, 2 * th, 2 * tw, y.shape[-1])[:, :ho, :wo]
-    return y.astype(out_aval.dtype)
+    return y.reshape(n, 2 * th, 2 * tw, y.shape[-1])
+
+
+def _winograd_3x3(lhs, rhs, params, out_aval):
+    """A 3x3 stride-1 convolution of channels-last `lhs` by Winograd F(2x2, 3x3), in
+    strips of tile rows when the transformed tiles would be large
+    (`WINOGRAD_STRIP_BYTES`): each strip's transforms and products are dead before
+    the next strip starts (an `optimization_barrier` orders them), and its output
+    is written into the result in place. The kernel's transform is made where it
+    is used (`_at_use`)."""
+    rhs, lhs = _at_use(rhs, lhs)
+    kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
+    (plo, _), (qlo, _) = params["padding"]  # the high pads follow from the tiles
+    n, h, w, c_in = lhs.shape
+    ho, wo = out_aval.shape[1:3]
+    th, tw = -(-ho // 2), -(-wo // 2)
+    zero = jnp.zeros((), lhs.dtype)
+
+    def padded_rows(x, start, stop):
+        """Rows `[start, stop)` of `x` padded to the tiles' `[N, 2 th + 2, 2 tw +
+        2, C]` (only those rows are padded: no padded copy of the whole input)."""
+        lo, hi = start - plo, stop - plo  # rows of x
+        part = lax.slice_in_dim(x, min(max(lo, 0), h), min(max(hi, 0), h), axis=1)
+        rows = (max(-lo, 0), stop - start - max(-lo, 0) - part.shape[1], 0)
+        cols = (qlo, 2 * tw + 2 - w - qlo, 0)
+        return lax.pad(part, zero, [(0, 0, 0), rows, cols, (0, 0, 0)])
+
+    g = _G.astype(kernel.dtype)
+    u_kernel = jnp.einsum("ua,abio,tb->utio", g, kernel, g)
+    c_out = kernel.shape[-1]
+    strips = _winograd_strips(n, th, tw, c_in, c_out, lhs.dtype.itemsize)
+    if strips == 1:
+        y = _winograd_tiles(padded_rows(lhs, 0, 2 * th + 2), u_kernel, params)
+    else:
+        bounds = np.linspace(0, th, strips + 1).round().astype(int)
+        dtype = jnp.result_type(params["preferred_element_type"] or lhs.dtype)
+        y = jnp.zeros((n, 2 * th, 2 * tw, c_out), dtype)
+        x = lhs
+        for r0, r1 in itertools.pairwise(bounds):
+            part = _winograd_tiles(padded_rows(x, 2 * r0, 2 * r1 + 2), u_kernel, params)
+            y = lax.dynamic_update_slice_in_dim(y, part.astype(dtype), 2 * r0, 1)
+            x, y = lax.optimization_barrier((x, y))  # the next strip after this one
+    return y[:, :ho, :wo].astype(out_aval.dtype)
 
 
 def _rewrite_conv(eqn, lhs, rhs):
@@ -263,6 +324,7 @@ def _rewrite_conv(eqn, lhs, rhs):
     hwio = (n + 1, n, *range(n))
     if tuple(dn.rhs_spec) == hwio:
         return None
+    rhs, lhs = _at_use(rhs, lhs)
     rhs = lax.optimization_barrier(_kernel_to_hwio(rhs, dn.rhs_spec))
     canonical = lax.ConvDimensionNumbers(dn.lhs_spec, hwio, dn.out_spec)
     return eqn.primitive.bind(lhs, rhs, **dict(params, dimension_numbers=canonical))
@@ -277,14 +339,159 @@ def _has_conv(jaxpr) -> bool:
     )
 
 
+# Max pooling. The derivative of `reduce_window_max` is `select_and_scatter_add`
+# of the output gradient over the pool's input, which keeps that f32 input alive
+# until the backward pass and which XLA:CPU expands into a scatter with 32-bit
+# index arrays the size of the input (VGG-16 at 8 images: about 1.2 GB of the
+# chunk's 2.0 GB of temporaries). Rewritten: the forward pass stores the index of
+# each window's first maximum (int8), and the backward pass adds the gradient
+# through masked taps (`linear_transpose` of strided slices: pads and adds). Same
+# values: the first maximum in row-major order gets the gradient, as XLA's `ge`
+# selection and PyTorch do.
+
+
+def _pool_taps(x, params, fill, out_shape):
+    """The strided slice of the padded `x` that each window tap reads, in row-major
+    tap order, each of `out_shape`."""
+    window, strides = params["window_dimensions"], params["window_strides"]
+    x = lax.pad(
+        x, jnp.asarray(fill, x.dtype), [(lo, hi, 0) for lo, hi in params["padding"]]
+    )
+    for tap in itertools.product(*(range(k) for k in window)):
+        limit = [t + (o - 1) * st + 1 for t, o, st in zip(tap, out_shape, strides)]
+        yield lax.slice(x, tap, limit, strides)
+
+
+def _first_max_index(x, y, params):
+    """For each output of the max pool `y = reduce_window_max(x)`, the row-major
+    index of the first window tap equal to it (int8 up to 127 taps)."""
+    n_taps = int(np.prod(params["window_dimensions"]))
+    dtype = jnp.int8 if n_taps <= 127 else jnp.int32
+    idx = jnp.zeros(y.shape, dtype)
+    seen = None
+    for k, tap in enumerate(_pool_taps(x, params, -jnp.inf, y.shape)):
+        hit = tap == y
+        first = hit if seen is None else hit & ~seen
+        seen = hit if seen is None else seen | hit
+        if k:
+            idx = jnp.where(first, jnp.asarray(k, dtype), idx)
+    return idx
+
+
+def _tiled_pool_backward(source, operand_aval, idx, params):
+    """`_pool_backward` for windows that tile the input (stride = window, no
+    padding): the gradient broadcast over each window, kept at the first-max tap,
+    one elementwise pass and a reshape (no pads to add up)."""
+    window = params["window_dimensions"]
+    expanded, shape = [], []
+    for d, k in enumerate(window):
+        expanded += [idx.shape[d], k]
+        shape.append(idx.shape[d] * k)
+    at = [2 * d for d in range(len(window))]
+    g = lax.broadcast_in_dim(source, expanded, at)
+    idx = idx.astype(jnp.int32)
+    mask, stride = None, 1
+    for d in reversed(range(len(window))):  # the tap's offset along each axis
+        k = window[d]
+        if k > 1:
+            offset = lax.broadcast_in_dim((idx // stride) % k, expanded, at)
+            # a [k] constant, broadcast inside the fusion (a full-size iota would
+            # be hoisted out of the chunk loop and stay alive)
+            taps = lax.broadcast_in_dim(
+                jnp.asarray(np.arange(k, dtype=np.int32)), expanded, (2 * d + 1,)
+            )
+            hit = offset == taps
+            mask = hit if mask is None else mask & hit
+        stride *= k
+    dx = g if mask is None else jnp.where(mask, g, jnp.zeros((), g.dtype))
+    dx = dx.reshape(shape)
+    pads = [(0, full - part, 0) for full, part in zip(operand_aval.shape, shape)]
+    return lax.pad(dx, jnp.zeros((), dx.dtype), pads)
+
+
+def _pool_backward(source, operand_aval, idx, params):
+    """`select_and_scatter_add(source, operand)` (max) from the first-max index."""
+    if tuple(params["window_dimensions"]) == tuple(params["window_strides"]) and all(
+        lo == hi == 0 for lo, hi in params["padding"]
+    ):
+        return _tiled_pool_backward(source, operand_aval, idx, params)
+
+    def spread(t):
+        out = None
+        for k, tap in enumerate(_pool_taps(t, params, 0.0, idx.shape)):
+            term = jnp.where(idx == k, tap, jnp.zeros((), tap.dtype))
+            out = term if out is None else out + term
+        return out
+
+    shape = jax.ShapeDtypeStruct(operand_aval.shape, operand_aval.dtype)
+    return jax.linear_transpose(spread, shape)(source)[0]
+
+
+def _plain_pool(params) -> bool:
+    return all(d == 1 for d in params.get("base_dilation", ())) and all(
+        d == 1 for d in params.get("window_dilation", ())
+    )
+
+
+def _pool_operands(jaxpr, found=None) -> set:
+    """The variables that a max pool's derivative (`select_and_scatter_add`) takes
+    as its operand, in `jaxpr` and the jaxprs nested in it."""
+    found = set() if found is None else found
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "select_and_scatter_add":
+            found.add(eqn.invars[1])
+        for sub in _interpret.jaxprs_in(eqn):
+            _pool_operands(sub, found)
+    return found
+
+
 class _Rewrite(_interpret.Override):
-    """Convolutions rewritten; calls inlined; bodies (loops, branches, checkpoints,
-    custom derivatives) rebuilt only when they hold a convolution."""
+    """Convolutions and max-pool derivatives rewritten; calls inlined; bodies
+    (loops, branches, checkpoints, custom derivatives) rebuilt only when they hold
+    a convolution. One instance per traced function: it remembers the first-max
+    index of each max pool whose derivative comes later."""
+
+    def __init__(self, jaxpr=None):
+        self.pool_operands = set() if jaxpr is None else _pool_operands(jaxpr)
+        self.first_max: dict[int, tuple] = {}
 
     def apply(self, eqn, invals):
-        if eqn.primitive is lax.conv_general_dilated_p:
+        prim = eqn.primitive
+        if prim is lax.conv_general_dilated_p:
             out = _rewrite_conv(eqn, *invals)
             return None if out is None else [out]
+        if (
+            prim.name == "reduce_window_max"
+            and eqn.invars[0] in self.pool_operands
+            and _plain_pool(eqn.params)
+            and jnp.issubdtype(invals[0].dtype, jnp.floating)
+        ):
+            (x,) = invals
+            y = prim.bind(x, **eqn.params)
+            idx = _first_max_index(x, y, eqn.params)
+            y, idx = lax.optimization_barrier((y, idx))  # x is dead after this
+            self.first_max[id(x)] = (x, idx)
+            return [y]
+        if (
+            prim.name == "select_and_scatter_add"
+            and eqn.params["select_prim"] is lax.ge_p
+            and jnp.issubdtype(invals[1].dtype, jnp.floating)
+        ):
+            source, operand = invals
+            cached = self.first_max.get(id(operand))
+            if cached is not None and cached[0] is operand:
+                idx = cached[1]
+            else:  # e.g. recomputed by a checkpoint: the index from the operand
+                y = lax.reduce_window_max_p.bind(
+                    operand,
+                    window_dimensions=eqn.params["window_dimensions"],
+                    window_strides=eqn.params["window_strides"],
+                    padding=eqn.params["padding"],
+                    base_dilation=(1,) * operand.ndim,
+                    window_dilation=(1,) * operand.ndim,
+                )
+                idx = _first_max_index(operand, y, eqn.params)
+            return [_pool_backward(source, eqn.invars[1].aval, idx, eqn.params)]
         return None
 
     def descends(self, eqn) -> bool:
@@ -293,7 +500,6 @@ class _Rewrite(_interpret.Override):
         )
 
 
-_REWRITE = _Rewrite()
 _SETTING = jax.make_user_context(default_value=None)
 
 
@@ -356,6 +562,6 @@ def fast_convolutions(fn: Callable, *, enabled: bool | None = None) -> Callable:
     def wrapped(*args):
         if not fast_convolutions_enabled(enabled):
             return fn(*args)
-        return _interpret.run(fn, args, lambda closed: _REWRITE)
+        return _interpret.run(fn, args, lambda closed: _Rewrite(closed.jaxpr))
 
     return wrapped

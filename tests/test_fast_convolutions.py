@@ -204,6 +204,59 @@ def test_winograd_in_float64_is_exact_to_float64_rounding():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("budget", [1, 20000])
+def test_winograd_in_strips_equals_the_convolution(monkeypatch, budget):
+    """Above `WINOGRAD_STRIP_BYTES` the tiles are done in strips of tile rows (one
+    per row at budget 1), in order: same values, forward and input gradient."""
+    from jaxattr import fast_convolutions as fc
+
+    monkeypatch.setattr(fc, "WINOGRAD_STRIP_BYTES", budget)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(2, 13, 11, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 8, 5)), jnp.float32)
+    conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding=((1, 1), (1, 1)))
+    assert fc._winograd_strips(2, 7, 6, 8, 5, 4) == (7 if budget == 1 else 4)
+    names = _primitives(conv, x, w)
+    assert "conv_general_dilated" not in names
+    assert names.count("optimization_barrier") >= 3
+    np.testing.assert_allclose(
+        jax.jit(fast_convolutions(conv))(x, w), conv(x, w), rtol=1e-5, atol=2e-5
+    )
+    grad = lambda x, w: jax.grad(lambda x: jnp.sum(conv(x, w) ** 2))(x)
+    got, want = jax.jit(fast_convolutions(grad))(x, w), grad(x, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    "window,strides,padding",
+    [((2, 2), (2, 2), "VALID"), ((3, 3), (2, 2), ((1, 1), (1, 1)))],
+    ids=["vgg", "resnet_stem"],
+)
+def test_max_pool_derivative_without_select_and_scatter(window, strides, padding):
+    """The max pool's derivative becomes masked taps from a first-max index kept in
+    the forward pass: same gradients as XLA's select-and-scatter, ties included
+    (the first maximum in row-major order gets the gradient)."""
+    import flax.linen as nn
+
+    rng = np.random.default_rng(5)
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)
+
+    def f(x):
+        z = _conv(x[None], w, window_strides=(1, 1), padding="SAME")
+        even, odd = z[:, :, 0::2], z[:, :, 1::2]
+        tie = lax.stop_gradient(even[:, :, : odd.shape[2]]) + 0.0 * odd  # exact tie
+        z = z.at[:, :, 1::2].set(tie)
+        return jnp.sum(nn.max_pool(z, window, strides=strides, padding=padding) ** 2)
+
+    xs = jnp.asarray(rng.normal(size=(5, 9, 8, 3)), jnp.float32)
+    grads = jax.vmap(jax.grad(f))
+    assert "select_and_scatter_add" not in _primitives(grads, xs)
+    want = jax.jit(grads)(xs)
+    np.testing.assert_allclose(jax.jit(fast_convolutions(grads))(xs), want, atol=1e-4)
+    total = engine.chunked_sum(lambda x: (jax.grad(f)(x), None), xs, batch_size=2)[0]
+    np.testing.assert_allclose(total, want.sum(0), atol=1e-4)
+
+
 def test_no_winograd_for_16_bit_floats():
     x = jnp.zeros((2, 8, 8, 4), jnp.bfloat16)
     w = jnp.zeros((3, 3, 4, 4), jnp.bfloat16)

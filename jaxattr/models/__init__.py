@@ -12,7 +12,8 @@ and normalises inside (ImageNet mean/std for the torchvision and CIFAR ports,
 Modules: ``registry`` (the named models: ``MODELS``, ``ModelSpec``), ``loading``
 (``load``, ``Model``), ``classes`` (class names), ``layers`` (shared layers and the
 FullGrad helpers), ``efficientnet``/``resnet``/``vgg`` (the Flax ports),
-``checkpoint``/``convert``/``weights`` (reading, converting and fetching weights).
+``checkpoint``/``convert``/``weights`` (reading, converting and fetching weights),
+``fold`` (``fold_batchnorm``: eval-mode BatchNorm folded into the convolutions).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from jaxattr.models import (
     classes,
     convert,
     efficientnet,
+    fold,
     layers,
     loading,
     registry,
@@ -33,6 +35,7 @@ from jaxattr.models import (
 from jaxattr.models.checkpoint import CheckpointError, load_state_dict, read_torch
 from jaxattr.models.classes import CIFAR10_CLASSES, imagenet_class_names
 from jaxattr.models.convert import flax_to_torch, torch_to_flax
+from jaxattr.models.fold import fold_batchnorm
 from jaxattr.models.layers import (
     FullGradInputs,
     bias_terms,
@@ -57,6 +60,8 @@ __all__ = [
     "convert",
     "efficientnet",
     "flax_to_torch",
+    "fold",
+    "fold_batchnorm",
     "fullgrad_model",
     "imagenet_class_names",
     "layers",

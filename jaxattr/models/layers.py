@@ -40,6 +40,15 @@ ActFn = Callable[[jax.Array], jax.Array]
 #: Suffix of the perturbation that marks the output of a bias-adding layer.
 OUT_SUFFIX = ".out"
 
+#: Collection that marks the layers of BatchNorm-folded variables
+#: (:mod:`jaxattr.models.fold`).
+FOLDED = "folded_batchnorm"
+
+
+def _folded(parent: nn.Module, name: str) -> bool:
+    """Whether layer ``name`` of ``parent`` is marked as folded in the variables."""
+    return not parent.is_initializing() and parent.has_variable(FOLDED, name)
+
 
 def max_pool(
     x: jax.Array, window_shape: tuple[int, int], strides: tuple[int, int], padding
@@ -63,7 +72,9 @@ def conv(
 ) -> jax.Array:
     """``[N, H, W, Cin] -> [N, H', W', features]``. ``padding`` is an int (symmetric, as
     in PyTorch) or ``'SAME'`` (TensorFlow). Must be called inside ``parent``'s compact
-    method."""
+    method. With BatchNorm-folded variables (:mod:`jaxattr.models.fold`) a
+    convolution marked as folded has a bias (the BatchNorm's, folded in)."""
+    use_bias = use_bias or _folded(parent, name)
     pad = (
         padding
         if isinstance(padding, str)
@@ -98,7 +109,16 @@ def batch_norm(
     """BatchNorm over the last axis, ``[..., C] -> [..., C]``: eval mode (running
     statistics) by default; ``use_running_average=False`` (static) normalises with the
     batch statistics and updates the running ones (``momentum`` 0.9, PyTorch's 0.1),
-    which needs ``mutable=['batch_stats']``."""
+    which needs ``mutable=['batch_stats']``. With BatchNorm-folded variables
+    (:mod:`jaxattr.models.fold`) a layer marked as folded is the identity (its
+    affine map is in the convolution before it)."""
+    if _folded(parent, name):
+        if not use_running_average:
+            raise ValueError(
+                f"batch_norm: layer {name} is folded into its convolution; "
+                "use_running_average=False (training) needs the unfolded variables"
+            )
+        return x
     y = nn.BatchNorm(
         use_running_average=use_running_average,
         momentum=0.9,
@@ -307,7 +327,25 @@ def fullgrad_model(
         EfficientNet-Lite0 it is larger than the logit itself). ``None`` (default):
         when the module's ``act_fn`` is ``relu6``; ``False``: explicit biases only,
         as the authors' code (whose completeness check then fails).
+
+    A model from ``load(..., fold_batchnorm=True)`` is explained through
+    ``model.unfolded``, its BatchNorm layers unfolded, so that every BatchNorm keeps its
+    own bias term (folded, a convolution's own bias and its BatchNorm's would merge
+    into one map). Folded ``variables`` are then replaced by the unfolded model's
+    (concrete, so inside ``jit`` they become constants); folded ``variables`` without
+    ``model.unfolded`` raise ``ValueError``.
     """
+    if variables is None or FOLDED in variables:
+        unfolded = getattr(model, "unfolded", None)
+        if unfolded is not None:  # FullGrad's bias terms are the BatchNorms' own
+            model, variables = unfolded, None
+        elif variables is not None:
+            raise ValueError(
+                "fullgrad_model: variables have their BatchNorm layers folded into "
+                "the convolutions (load(..., fold_batchnorm=True)); FullGrad's bias "
+                "terms need the unfolded ones: pass a model whose `unfolded` is set "
+                "or the unfolded variables"
+            )
     module = model.module
     act_fn = getattr(module, "act_fn", None)
     if relu6_bias is None:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxattr import _checks
-from jaxattr.models import weights
+from jaxattr.models import fold, weights
 from jaxattr.models.checkpoint import load_state_dict
 from jaxattr.models.classes import CIFAR10_CLASSES, imagenet_class_names
 from jaxattr.models.convert import flax_to_torch, torch_to_flax
@@ -32,7 +32,10 @@ class Model(NamedTuple):
     weights are traced, not baked in. ``apply(variables, x)`` is the same with explicit
     variables. Prefer ``jax.jit(model.apply)(model.variables, x)`` to
     ``jax.jit(model.fn)(x)``: the latter embeds the weights as constants, which compiles
-    slowly for large models.
+    slowly for large models. ``unfolded``: for a model whose BatchNorm layers are
+    folded into its convolutions (``load(..., fold_batchnorm=True)``,
+    :func:`jaxattr.models.fold.fold_batchnorm`), the model before folding; ``None``
+    otherwise.
     """
 
     fn: Callable[[jax.Array], jax.Array]
@@ -43,6 +46,7 @@ class Model(NamedTuple):
     class_names: tuple[str, ...]
     name: str
     normalise: Callable[[jax.Array], jax.Array]
+    unfolded: Model | None = None
 
 
 def _resolve_weights(
@@ -112,6 +116,7 @@ def load(
     sha256: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
+    fold_batchnorm: bool = False,
     **module_kwargs: Any,
 ) -> Model:
     """Build model ``name`` and load its weights.
@@ -122,7 +127,10 @@ def load(
     (checked against ``sha256``, or the hash prefix in its file name), a state dict
     ``{torch_name: array}``, Flax variables (``{'params': ..., 'batch_stats': ...}``),
     or ``'random'``/``None`` (He-normal kernels from ``seed``, zero biases, identity
-    BatchNorm). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``,
+    BatchNorm). ``fold_batchnorm``: fold every eval-mode BatchNorm into the
+    convolution before it (:func:`jaxattr.models.fold.fold_batchnorm`: same logits up to
+    float rounding, faster; FullGrad still uses the BatchNorm layers, through
+    ``Model.unfolded``). ``module_kwargs`` go to the Flax module (e.g. ``act_fn=``,
     ``pool_fn=``). An unknown ``name`` raises ``ValueError`` listing the known names.
     """
     if name not in MODELS:
@@ -161,7 +169,7 @@ def load(
         return module.apply(variables, normalise(x))
 
     classes = imagenet_class_names() if spec.dataset == "imagenet" else CIFAR10_CLASSES
-    return Model(
+    model = Model(
         fn=jax.tree_util.Partial(apply, variables),
         apply=apply,
         module=module,
@@ -171,3 +179,8 @@ def load(
         name=name,
         normalise=normalise,
     )
+    if not isinstance(fold_batchnorm, (bool, np.bool_)):
+        raise TypeError(
+            f"load({name!r}): fold_batchnorm must be a bool, got {fold_batchnorm!r}"
+        )
+    return fold.fold_batchnorm(model) if fold_batchnorm else model
