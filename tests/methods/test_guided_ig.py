@@ -242,7 +242,8 @@ def test_lower_quantile_equals_jnp_quantile(dtype):
     rng = np.random.default_rng(0)
     with jax.enable_x64(dtype == "float64"):
         for trial in range(40):
-            n = int(rng.integers(1, 500))
+            # a few sizes (each one compiles once), edge cases among them
+            n = int(rng.choice([1, 2, 3, 64, 499]))
             s = np.abs(rng.normal(size=n))
             if trial % 2:
                 s = np.round(s, 1)  # ties and zeros
