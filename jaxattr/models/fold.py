@@ -9,9 +9,9 @@ products are rounded once more).
 
 The folded variables have no entry for the BatchNorm layers (no ``batch_stats``) and
 a ``bias`` on every convolution that had a BatchNorm after it. The ports need no
-second module: :func:`jaxattr.models.layers.batch_norm` is the identity for a layer
-without variables, and :func:`jaxattr.models.layers.conv` adds the bias it finds in
-the variables. See docs/models.md#batchnorm-folding.
+second module: the folded variables mark each folded layer in a ``folded_batchnorm``
+collection, where :func:`jaxattr.models.layers.batch_norm` is then the identity and
+:func:`jaxattr.models.layers.conv` has a bias. See docs/models.md#batchnorm-folding.
 """
 
 from __future__ import annotations
