@@ -78,3 +78,38 @@ def torch_tiny_cnn(params: dict):
 def ig_paper_toy(x):
     """Captum's/IG paper's toy: relu(relu(x1) - 1 - relu(x2)); IG at (3, 1) from 0 is (1.5, -0.5)."""
     return jax.nn.relu(jax.nn.relu(x[0]) - 1.0 - jax.nn.relu(x[1]))
+
+
+def random_bn_variables(
+    module,
+    size: int,
+    seed: int = 0,
+    var: tuple[float, float] = (0.5, 1.5),
+    scale: tuple[float, float] = (0.4, 0.8),
+    bias_std: float = 0.1,
+) -> dict:
+    """Random ``{'params', 'batch_stats'}`` of a Flax image ``module`` traced at
+    ``[1, size, size, 3]``: He-normal kernels, BatchNorm variances and scales uniform
+    in ``var`` and ``scale`` (non-identity), other leaves (biases, shifts, means)
+    normal with ``bias_std``; numpy's generator from ``seed``."""
+    shapes = jax.eval_shape(
+        module.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
+    )
+    rng = np.random.default_rng(seed)
+
+    def init(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            value = rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)
+        elif name in ("var", "scale"):
+            value = rng.uniform(*(var if name == "var" else scale), leaf.shape)
+        else:
+            value = bias_std * rng.standard_normal(leaf.shape)
+        return jnp.asarray(value, jnp.float32)
+
+    return {
+        k: jax.tree_util.tree_map_with_path(init, v)
+        for k, v in shapes.items()
+        if k in ("params", "batch_stats")
+    }

@@ -22,31 +22,14 @@ from jaxattr.models import (
     torchvision_cifar,
     vgg,
 )
+from tests.helpers import random_bn_variables
 
 
 def _random_variables(module, size, seed=0):
     """Random kernels and biases, non-identity BatchNorm (scale, shift, statistics)."""
-    shapes = jax.eval_shape(
-        module.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
+    return random_bn_variables(
+        module, size, seed, var=(0.3, 2.0), scale=(0.3, 2.0), bias_std=0.3
     )
-    rng = np.random.default_rng(seed)
-
-    def init(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return jnp.asarray(
-                rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in), jnp.float32
-            )
-        if name in ("var", "scale"):
-            return jnp.asarray(rng.uniform(0.3, 2.0, leaf.shape), jnp.float32)
-        return jnp.asarray(0.3 * rng.standard_normal(leaf.shape), jnp.float32)
-
-    return {
-        k: jax.tree_util.tree_map_with_path(init, v)
-        for k, v in shapes.items()
-        if k in ("params", "batch_stats")
-    }
 
 
 def _model(module, size, normalise=registry._normalise_imagenet):

@@ -9,33 +9,12 @@ import numpy as np
 import pytest
 
 from jaxattr.models import bias_terms, efficientnet, layers, resnet, vgg
+from tests.helpers import random_bn_variables
 
 
 def _random_variables(module, size, seed=0):
     """Random weights with random (non-identity) BatchNorm statistics and biases."""
-    shapes = jax.eval_shape(
-        module.init, jax.random.key(0), jnp.zeros((1, size, size, 3))
-    )
-    rng = np.random.default_rng(seed)
-
-    def init(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return rng.standard_normal(leaf.shape).astype(np.float32) * np.sqrt(
-                2.0 / fan_in
-            )
-        if name == "var":
-            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-        if name == "scale":
-            return rng.uniform(0.4, 0.8, leaf.shape).astype(np.float32)
-        return (0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-    return {
-        k: jax.tree_util.tree_map_with_path(init, v)
-        for k, v in shapes.items()
-        if k in ("params", "batch_stats")
-    }
+    return random_bn_variables(module, size, seed)
 
 
 def _small_vgg_bn(**kwargs):
