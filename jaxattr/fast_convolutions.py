@@ -24,7 +24,9 @@ benchmarks/README.md:
   products over channels on 2x2 output tiles, 2.25x fewer multiplications, with
   input and output transforms of adds and halvings that XLA fuses (Lavin and Gray,
   "Fast Algorithms for Convolutional Neural Networks", 2016). Relative error
-  about 1e-6 in float32. Measured: ResNet-50 IG 10 % faster, VGG-16 20 %.
+  about 1e-6 in float32. Measured: ResNet-50 IG 10 % faster, VGG-16 20 %. Only
+  layers with `WINOGRAD_MIN_CHANNELS` (64) channels or more in and out: thinner
+  ones ran slower and cost compile time.
   Where the transformed tiles of one convolution would exceed
   `WINOGRAD_STRIP_BYTES` (64 MiB) it runs in strips of tile rows, one after the
   other, and each kernel's transform is computed where it is used, not hoisted out
@@ -177,6 +179,13 @@ def _combine(coefficients, terms):
     return acc
 
 
+#: Fewest input and output channels of a convolution done by Winograd. Thinner
+#: layers ran slower as Winograd than as XLA's convolution (16 -> 16: 2.5x, VGG's
+#: 3 -> 64 stem: 1.9x), and Winograd everywhere gave CIFAR ResNet-20's IG no speed-up
+#: for 5x the compile time (benchmarks/README.md, "Winograd on thin layers").
+WINOGRAD_MIN_CHANNELS = 64
+
+
 def _is_winograd_3x3(lhs, rhs, params) -> bool:
     dn = params["dimension_numbers"]
     return (
@@ -195,6 +204,9 @@ def _is_winograd_3x3(lhs, rhs, params) -> bool:
         # products are too thin and the transformed kernel (16/9 of the kernel)
         # dominates (ResNet-50's 7x7x512 stage at 8 images: 2-3x slower)
         and lhs.shape[0] * lhs.shape[1] * lhs.shape[2] >= 4 * lhs.shape[3]
+        # and at least WINOGRAD_MIN_CHANNELS channels in and out: thinner products
+        # gain nothing, and the 16 products and their transforms cost compile time
+        and min(lhs.shape[3], rhs.shape[dn.rhs_spec[0]]) >= WINOGRAD_MIN_CHANNELS
     )
 
 

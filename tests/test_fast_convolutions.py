@@ -21,6 +21,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _winograd_on_narrow_layers(monkeypatch, request):
+    """Winograd on the small test convolutions too (the product applies it from
+    `WINOGRAD_MIN_CHANNELS` channels on): its values are checked on cheap shapes."""
+    if "min_channels" not in request.node.name:
+        from jaxattr import fast_convolutions as fc
+
+        monkeypatch.setattr(fc, "WINOGRAD_MIN_CHANNELS", 1)
+
+
 def _conv(x, w, **kw):
     n = x.ndim - 2
     specs = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}[n]
@@ -189,6 +199,19 @@ def test_winograd_replaces_wide_3x3_convolutions_only():
     assert "conv_general_dilated" in _primitives(conv, narrow)
     strided = lambda x: _conv(x, w, window_strides=(2, 2), padding="SAME")
     assert "conv_general_dilated" in _primitives(strided, wide)
+
+
+def test_winograd_min_channels_leaves_narrow_layers_as_convolutions():
+    """Product setting: Winograd from 64 channels in and out (VGG's 3 -> 64 stem and
+    CIFAR ResNets' 16- and 32-channel stages stay convolutions)."""
+    from jaxattr import fast_convolutions as fc
+
+    assert fc.WINOGRAD_MIN_CHANNELS == 64
+    conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding="SAME")
+    x3, x32, x64 = (jnp.zeros((8, 16, 16, c)) for c in (3, 32, 64))
+    for x, w in ((x3, (3, 3, 3, 64)), (x32, (3, 3, 32, 64)), (x64, (3, 3, 64, 3))):
+        assert "conv_general_dilated" in _primitives(conv, x, jnp.zeros(w)), w
+    assert "conv_general_dilated" not in _primitives(conv, x64, jnp.zeros((3, 3, 64, 64)))
 
 
 def test_winograd_in_float64_is_exact_to_float64_rounding():
