@@ -211,7 +211,9 @@ def test_winograd_min_channels_leaves_narrow_layers_as_convolutions():
     x3, x32, x64 = (jnp.zeros((8, 16, 16, c)) for c in (3, 32, 64))
     for x, w in ((x3, (3, 3, 3, 64)), (x32, (3, 3, 32, 64)), (x64, (3, 3, 64, 3))):
         assert "conv_general_dilated" in _primitives(conv, x, jnp.zeros(w)), w
-    assert "conv_general_dilated" not in _primitives(conv, x64, jnp.zeros((3, 3, 64, 64)))
+    assert "conv_general_dilated" not in _primitives(
+        conv, x64, jnp.zeros((3, 3, 64, 64))
+    )
 
 
 def test_winograd_in_float64_is_exact_to_float64_rounding():
