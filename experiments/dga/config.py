@@ -43,6 +43,13 @@ CONFIGS["cifar"] = {
     "step": 32,
     "batch_size": 64,
 }
+# The second architecture: the max-pool ResNet-18 trained in this project (weights in
+# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
+CONFIGS["cifar_resnet18"] = {
+    **CONFIGS["cifar"],
+    "model": "cifar_resnet18",
+    "weights": "default",
+}
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 8,

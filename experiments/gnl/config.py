@@ -6,7 +6,8 @@ max-pool rule, `max_pool="sign_mask"`, not the library default `"positive"`) and
 docs/gnl.md#evaluation-protocol (RISE deletion and insertion, softmax, one image row of
 pixels per step, heat map `|sum_c A|`). Run on every port we have real weights for:
 EfficientNet-Lite0 (`default`) and the CIFAR-10 ResNets whose checkpoints are in
-`../shared/assets` (`cifar`, one experiment per net).
+`../shared/assets` (`cifar`, one experiment per net), and the max-pool nets trained here
+with both max-pool rules (`cifar_maxpool`; `also_max_pool` adds `gnl_ig_<rule>` per rule).
 """
 
 from __future__ import annotations
@@ -32,6 +33,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
         **{k: v for k, v in CIFAR.items() if k != "model"},
         "n_steps": 50,
         "max_pool": "sign_mask",
+        "step": 32,
+        "batch_size": 64,
+    },
+    # The max-pool nets trained here (jaxattr.models.TRAINED), both pool rules side by
+    # side: `gnl_ig` is the authors' sign mask, `gnl_ig_positive` the described rule
+    # (they differ on ResNet-18's overlapping 3x3/s2 pool, docs/gnl.md#max-pool).
+    "cifar_maxpool": {
+        **{k: v for k, v in CIFAR.items() if k not in ("model", "weights")},
+        "models": ["cifar_resnet18"],
+        "weights": "default",
+        "n_steps": 50,
+        "max_pool": "sign_mask",
+        "also_max_pool": ["positive"],
         "step": 32,
         "batch_size": 64,
     },
@@ -81,6 +95,12 @@ def build(config: Mapping[str, Any]) -> list[Experiment]:
                         max_pool=config["max_pool"],
                         batch_size=bs,
                     ),
+                    **{
+                        f"gnl_ig_{rule}": c.gnl_ig(
+                            baseline=zero, n_steps=n, max_pool=rule, batch_size=bs
+                        )
+                        for rule in config.get("also_max_pool", [])
+                    },
                 },
                 metrics={
                     "deletion": c.perturbation("deletion", **kw),

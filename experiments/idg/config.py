@@ -56,6 +56,13 @@ CONFIGS["cifar"] = {
     "batch_size": 64,
     "agi": {"n_classes": 9, "max_iter": 20, "eps": 0.05, "from_original": True},
 }
+# The second architecture: the max-pool ResNet-18 trained in this project (weights in
+# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
+CONFIGS["cifar_resnet18"] = {
+    **CONFIGS["cifar"],
+    "model": "cifar_resnet18",
+    "weights": "default",
+}
 CONFIGS["debug"] = {
     **DEBUG,
     "n_steps": 8,

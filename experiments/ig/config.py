@@ -42,6 +42,13 @@ CONFIGS["cifar"] = {
     **CIFAR,
     "batch_size": 50,
 }
+# The second architecture: the max-pool ResNet-18 trained in this project (weights in
+# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
+CONFIGS["cifar_resnet18"] = {
+    **CONFIGS["cifar"],
+    "model": "cifar_resnet18",
+    "weights": "default",
+}
 CONFIGS["debug"] = {
     **DEBUG,
     "rules": ["riemann_right", "gausslegendre"],

@@ -61,6 +61,13 @@ CONFIGS["cifar"] = {
     "aupc": {**_AUPC_PAPER, "kernel_size": 4},
     "autvc": {**CONFIGS["default"]["autvc"], "min_size": 4},
 }
+# The second architecture: the max-pool ResNet-18 trained in this project (weights in
+# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
+CONFIGS["cifar_resnet18"] = {
+    **CONFIGS["cifar"],
+    "model": "cifar_resnet18",
+    "weights": "default",
+}
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 4,

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxattr.models import efficientnet, resnet, torchvision_cifar, vgg
+from jaxattr.models import efficientnet, resnet, torchvision_cifar, vgg, weights
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "ModelSpec"]
 
@@ -47,6 +47,31 @@ def _lite0_package_weights() -> str:
             f"no {path}"
         )
     return str(path)
+
+
+#: Weights trained with this project (`python -m experiments.train`, recipe in
+#: docs/models.md#trained-here) that ship inside the package, float16:
+#: name -> (file in `jaxattr/models/trained/`, its SHA-256).
+TRAINED: dict[str, tuple[str, str]] = {}
+
+
+def _trained_weights(name: str) -> Callable[[], str]:
+    def path() -> str:
+        file, digest = TRAINED[name]
+        found = importlib.resources.files("jaxattr.models").joinpath("trained", file)
+        if not found.is_file():
+            raise FileNotFoundError(
+                f"load({name!r}): the packaged weights {found} are missing; reinstall"
+                " jaxattr"
+            )
+        actual = weights.sha256_file(str(found))
+        if actual != digest:
+            raise ValueError(
+                f"load({name!r}): SHA-256 of {found} is {actual}, expected {digest}"
+            )
+        return str(found)
+
+    return path
 
 
 _TV = "https://download.pytorch.org/models/"
@@ -121,9 +146,10 @@ def _specs() -> dict[str, ModelSpec]:
             _normalise_imagenet,
             f"{_AKA}resnet{depth}-{digest}.th",
         )
-    for name in ("cifar_vgg11_bn", "cifar_resnet18"):  # not trained yet: no weights
+    for name in ("cifar_vgg11_bn", "cifar_resnet18"):  # trained here (TRAINED)
         make = getattr(torchvision_cifar, name)
-        specs[name] = ModelSpec(make, (32, 32), "cifar10", _normalise_imagenet, None)
+        source = _trained_weights(name) if name in TRAINED else None
+        specs[name] = ModelSpec(make, (32, 32), "cifar10", _normalise_imagenet, source)
     return specs
 
 
