@@ -7,6 +7,7 @@ architectures keeps the forward pass and follows its two max-pool rules. Tiny wi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -231,6 +232,42 @@ def test_cifar10_zips_read_interleaved_classes_and_train_one_step(tmp_path):
     assert 0.0 <= result.test_accuracy <= 1.0 and np.isfinite(result.test_loss)
 
 
+# ------------------------------------------------------- the weights that ship
+#: Accuracy on the first 1,000 CIFAR-10 test JPEGs stated in docs/models.md#trained-here.
+STATED_FIRST_1000 = {"cifar_resnet18": 0.849}
+
+
+def test_every_shipped_model_has_a_stated_accuracy():
+    assert set(STATED_FIRST_1000) == set(models.registry.TRAINED)
+    doc = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    for name, acc in STATED_FIRST_1000.items():
+        assert f"{100 * acc:.1f} %" in doc, (name, acc)
+
+
+@pytest.mark.parametrize("name", sorted(STATED_FIRST_1000))
+def test_shipped_weights_reach_their_stated_accuracy(name):
+    """The packaged weights (checked against their SHA-256 on load) on the first 1,000
+    test images: the stated accuracy to within a point, logits deterministic."""
+    _zip_or_skip("cifar10-test")
+    data = input_pipeline.load("cifar10-test", limit=1000)
+    model = models.load(name)
+    x = jnp.asarray(data.images, jnp.float32) / 255.0
+    fn = jax.jit(model.fn)
+    logits = np.concatenate([fn(x[i : i + 250]) for i in range(0, 1000, 250)])
+    again = np.asarray(jax.jit(models.load(name).fn)(x[:250]))
+    assert np.array_equal(logits[:250], again)
+    accuracy = float((logits.argmax(-1) == data.labels).mean())
+    assert abs(accuracy - STATED_FIRST_1000[name]) <= 0.01, accuracy
+
+
+def test_packaged_weights_are_checked_against_their_sha256(monkeypatch):
+    name = sorted(models.registry.TRAINED)[0]
+    file, digest = models.registry.TRAINED[name]
+    monkeypatch.setitem(models.registry.TRAINED, name, (file, "0" * 64))
+    with pytest.raises(ValueError, match=f"SHA-256 of .*{file}.*expected 0000"):
+        models.load(name)
+
+
 # ------------------------------------------------------------ guided on both models
 def _numpy_pool_backward(z, w, rule, window, stride, pad):
     """Reference for the two max-pool rules (guided.py's docstring) on ``[N, H, W,
@@ -303,7 +340,10 @@ def _first_pool_split(model, x, target):
     ],
 )
 def test_guided_on_the_max_pool_models(name, counts, window, stride, pad, overlapping):
-    model = models.load(name, weights="random", width=4, seed=1)
+    if name in models.registry.TRAINED:  # the weights that ship
+        model = models.load(name)
+    else:  # not trained yet: a narrow random net
+        model = models.load(name, weights="random", width=4, seed=1)
     x = jnp.asarray(RNG.uniform(size=(1, 32, 32, 3)), jnp.float32)
     target = 3
     f = lambda v: model.fn(v)[0, target]

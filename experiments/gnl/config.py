@@ -38,7 +38,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     # The max-pool nets trained here (jaxattr.models.TRAINED), both pool rules side by
     # side: `gnl_ig` is the authors' sign mask, `gnl_ig_positive` the described rule
-    # (they differ on ResNet-18's overlapping 3x3/s2 pool, docs/gnl.md#max-pool).
+    # (they differ on ResNet-18's overlapping 3x3/s2 pool, docs/gnl.md#definition).
     "cifar_maxpool": {
         **{k: v for k, v in CIFAR.items() if k not in ("model", "weights")},
         "models": ["cifar_resnet18"],

@@ -52,7 +52,12 @@ def _lite0_package_weights() -> str:
 #: Weights trained with this project (`python -m experiments.train`, recipe in
 #: docs/models.md#trained-here) that ship inside the package, float16:
 #: name -> (file in `jaxattr/models/trained/`, its SHA-256).
-TRAINED: dict[str, tuple[str, str]] = {}
+TRAINED: dict[str, tuple[str, str]] = {
+    "cifar_resnet18": (
+        "cifar_resnet18-21829567.npz",
+        "2182956731cb16a6a7912461fa0a4d66dd2561fef416f8bb54ce1a8feea27ada",
+    ),
+}
 
 
 def _trained_weights(name: str) -> Callable[[], str]:
