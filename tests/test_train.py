@@ -261,8 +261,8 @@ def test_shipped_weights_reach_their_stated_accuracy(name):
 
 
 def test_packaged_weights_are_checked_against_their_sha256(monkeypatch):
-    name = sorted(models.registry.TRAINED)[0]
-    file, digest = models.registry.TRAINED[name]
+    name = min(models.registry.TRAINED)
+    file, _ = models.registry.TRAINED[name]
     monkeypatch.setitem(models.registry.TRAINED, name, (file, "0" * 64))
     with pytest.raises(ValueError, match=f"SHA-256 of .*{file}.*expected 0000"):
         models.load(name)
