@@ -180,9 +180,10 @@ def _combine(coefficients, terms):
 
 
 #: Fewest input and output channels of a convolution done by Winograd. Thinner
-#: layers ran slower as Winograd than as XLA's convolution (16 -> 16: 2.5x, VGG's
-#: 3 -> 64 stem: 1.9x), and Winograd everywhere gave CIFAR ResNet-20's IG no speed-up
-#: for 5x the compile time (benchmarks/README.md, "Winograd on thin layers").
+#: layers ran slower as Winograd than as XLA's convolution (16 -> 16: 2.2x, VGG's
+#: 3 -> 64 stem: 1.8x), and Winograd on every layer gave CIFAR ResNet-20's IG no
+#: speed-up for 2.4x the compile time of this rule (benchmarks/README.md, "Winograd on
+#: thin layers").
 WINOGRAD_MIN_CHANNELS = 64
 
 

@@ -223,6 +223,11 @@ def test_wheel_installs_and_runs_the_main_command(tmp_path):
         (entry,) = [n for n in in_wheel if n.endswith(".dist-info/entry_points.txt")]
         assert "jaxattr = jaxattr.cli:main" in zf.read(entry).decode()
     assert {"jaxattr/py.typed", "jaxattr/models/imagenet_classes.tsv"} <= in_wheel
+    from jaxattr.models.registry import TRAINED  # the weights trained here ship
+
+    assert {
+        f"jaxattr/models/trained/{file}" for file, _ in TRAINED.values()
+    } <= in_wheel
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in in_wheel), sorted(
         n for n in in_wheel if "dist-info" in n
     )
