@@ -36,7 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "step": 32,
         "batch_size": 64,
     },
-    # The max-pool nets trained here (jaxattr.models.TRAINED), both pool rules side by
+    # The max-pool nets trained here (models.registry.TRAINED), both pool rules side by
     # side: `gnl_ig` is the authors' sign mask, `gnl_ig_positive` the described rule
     # (they differ on ResNet-18's overlapping 3x3/s2 pool, docs/gnl.md#definition).
     "cifar_maxpool": {
