@@ -40,17 +40,20 @@ LAYERS = (  # (images, size, c_in, c_out)
 )
 
 
-def _timed(fn, args, repeats):
+def _timed(fn, args, repeats, *, temp=False):
+    """Best of `repeats` calls and the compile time (and XLA's temporary MB if
+    `temp`)."""
     t = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t
+    temp_mb = compiled.memory_analysis().temp_size_in_bytes / 1e6
     jax.block_until_ready(compiled(*args))
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         best = min(best, time.perf_counter() - t)
-    return best, compile_s
+    return (best, compile_s, temp_mb) if temp else (best, compile_s)
 
 
 def layer(n, size, c_in, c_out, min_channels, repeats):
@@ -91,9 +94,7 @@ def vgg16_ig(min_channels, repeats):
     ig = lambda x: integrated_gradients(
         f, x, jnp.zeros_like(x), n_steps=32, batch_size=8
     )
-    compiled = jax.jit(lambda x: ig(x).attributions).lower(x).compile()
-    temp_mb = compiled.memory_analysis().temp_size_in_bytes / 1e6
-    return (*_timed(lambda x: ig(x).attributions, (x,), repeats), temp_mb)
+    return _timed(lambda x: ig(x).attributions, (x,), repeats, temp=True)
 
 
 def main() -> None:

@@ -31,6 +31,11 @@ CIFAR: dict[str, Any] = {
     "resize": 32,
 }
 
+#: The second CIFAR architecture of each paper's `cifar_resnet18` config (the `cifar`
+#: config with this model): the max-pool ResNet-18 trained in this project, its weights
+#: in the package (docs/models.md#trained-here), on the same CIFAR-10 test images.
+RESNET18: dict[str, Any] = {"model": "cifar_resnet18", "weights": "default"}
+
 DEBUG: dict[str, Any] = {
     "model": "cifar_resnet20",
     "weights": "random",

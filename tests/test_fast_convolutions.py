@@ -10,6 +10,7 @@ import pytest
 from jax import lax
 
 from jaxattr import engine
+from jaxattr import fast_convolutions as fc
 from jaxattr.fast_convolutions import (
     fast_convolutions,
     fast_convolutions_enabled,
@@ -21,14 +22,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: The library's setting, read before the fixture below changes it.
+PRODUCT_MIN_CHANNELS = fc.WINOGRAD_MIN_CHANNELS
+
+
 @pytest.fixture(autouse=True)
-def _winograd_on_narrow_layers(monkeypatch, request):
+def _winograd_on_narrow_layers(monkeypatch):
     """Winograd on the small test convolutions too (the product applies it from
     `WINOGRAD_MIN_CHANNELS` channels on): its values are checked on cheap shapes."""
-    if "min_channels" not in request.node.name:
-        from jaxattr import fast_convolutions as fc
-
-        monkeypatch.setattr(fc, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(fc, "WINOGRAD_MIN_CHANNELS", 1)
 
 
 def _conv(x, w, **kw):
@@ -201,12 +203,11 @@ def test_winograd_replaces_wide_3x3_convolutions_only():
     assert "conv_general_dilated" in _primitives(strided, wide)
 
 
-def test_winograd_min_channels_leaves_narrow_layers_as_convolutions():
+def test_winograd_min_channels_leaves_narrow_layers_as_convolutions(monkeypatch):
     """Product setting: Winograd from 64 channels in and out (VGG's 3 -> 64 stem and
     CIFAR ResNets' 16- and 32-channel stages stay convolutions)."""
-    from jaxattr import fast_convolutions as fc
-
-    assert fc.WINOGRAD_MIN_CHANNELS == 64
+    assert PRODUCT_MIN_CHANNELS == 64
+    monkeypatch.setattr(fc, "WINOGRAD_MIN_CHANNELS", PRODUCT_MIN_CHANNELS)
     conv = lambda x, w: _conv(x, w, window_strides=(1, 1), padding="SAME")
     x3, x32, x64 = (jnp.zeros((8, 16, 16, c)) for c in (3, 32, 64))
     for x, w in ((x3, (3, 3, 3, 64)), (x32, (3, 3, 32, 64)), (x64, (3, 3, 64, 3))):

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -43,13 +43,7 @@ CONFIGS["cifar"] = {
     "step": 32,
     "batch_size": 64,
 }
-# The second architecture: the max-pool ResNet-18 trained in this project (weights in
-# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
-CONFIGS["cifar_resnet18"] = {
-    **CONFIGS["cifar"],
-    "model": "cifar_resnet18",
-    "weights": "default",
-}
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 8,

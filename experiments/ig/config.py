@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -42,13 +42,7 @@ CONFIGS["cifar"] = {
     **CIFAR,
     "batch_size": 50,
 }
-# The second architecture: the max-pool ResNet-18 trained in this project (weights in
-# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
-CONFIGS["cifar_resnet18"] = {
-    **CONFIGS["cifar"],
-    "model": "cifar_resnet18",
-    "weights": "default",
-}
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
 CONFIGS["debug"] = {
     **DEBUG,
     "rules": ["riemann_right", "gausslegendre"],

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
 from jaxattr.runs import Experiment
 
 _AUPC_PAPER = {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
@@ -61,13 +61,7 @@ CONFIGS["cifar"] = {
     "aupc": {**_AUPC_PAPER, "kernel_size": 4},
     "autvc": {**CONFIGS["default"]["autvc"], "min_size": 4},
 }
-# The second architecture: the max-pool ResNet-18 trained in this project (weights in
-# the package, docs/models.md#trained-here), on the same CIFAR-10 test images.
-CONFIGS["cifar_resnet18"] = {
-    **CONFIGS["cifar"],
-    "model": "cifar_resnet18",
-    "weights": "default",
-}
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 4,
