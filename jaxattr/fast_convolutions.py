@@ -39,6 +39,9 @@ benchmarks/README.md:
   to the first maximum as XLA and PyTorch). With the strips and the kernel
   transforms at their use, VGG-16's IG in chunks of 8 needs 0.73 GB of XLA
   temporaries instead of 2.0 GB (benchmarks/README.md).
+* **ReLU masks.** XLA recomputes a ReLU's mask `x > 0` inside the backward pass,
+  keeping the float `x` alive until then; masks of `PACKED_MASK_MIN_SIZE` (2**24)
+  elements or more are kept as bits instead (VGG-16 in chunks of 8: 0.67 GB).
 
 `fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites
 (`jaxattr._interpret`), inlining `jit` calls and descending into every `while`,
@@ -458,14 +461,61 @@ def _pool_operands(jaxpr, found=None) -> set:
     return found
 
 
+# ReLU masks. The derivative of `relu(x)` selects the gradient where `x > 0`; the
+# comparison is made in the forward pass, but XLA fuses it into the backward
+# pass's select, so `x` itself, four bytes per element, stays alive between them
+# (VGG-16's first layer at 8 images: 98 MB). Rewritten: a comparison that only
+# predicates `select_n`s, on at least `PACKED_MASK_MIN_SIZE` elements, is stored
+# as bits (a reduction over a short axis, which XLA does not recompute in its
+# consumers) and unpacked where it is used. Same values.
+
+_COMPARISONS = ("gt", "ge", "lt", "le")
+
+#: Fewest elements of a comparison that predicates `select_n`s (a ReLU's mask) for
+#: it to be kept as bits instead of recomputed from its float operand in the
+#: backward pass. 2**24: VGG-16's 224x224x64 layers at 8 images (XLA temporaries
+#: 763 -> 668 MB, 6 % slower); smaller ones saved memory at a cost in time
+#: (ResNet-50 at 2**20: 488 -> 319 MB, 7 % slower; benchmarks/README.md).
+PACKED_MASK_MIN_SIZE = 1 << 24
+
+
+def _predicates(jaxpr, found=None) -> set:
+    """The variables that a `select_n` takes as its predicate, in `jaxpr` and the
+    jaxprs nested in it."""
+    found = set() if found is None else found
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "select_n":
+            found.add(eqn.invars[0])
+        for sub in _interpret.jaxprs_in(eqn):
+            _predicates(sub, found)
+    return found
+
+
+def _packed(mask):
+    """`mask` through one bit per element along its first axis of 2 to 32 elements
+    (a reduction, which XLA does not recompute inside its consumers)."""
+    axis = next((a for a, n in enumerate(mask.shape[:-1]) if 2 <= n <= 32), None)
+    if axis is None:
+        return mask
+    n = mask.shape[axis]
+    dtype = jnp.uint8 if n <= 8 else jnp.uint16 if n <= 16 else jnp.uint32
+    # a [n] constant broadcast inside the fusions (a full-size iota would be
+    # hoisted out of the chunk loop and stay alive)
+    shifts = lax.broadcast_in_dim(jnp.asarray(np.arange(n), dtype), mask.shape, (axis,))
+    packed = jnp.sum(mask.astype(dtype) << shifts, axis=axis, dtype=dtype)
+    return (jnp.expand_dims(packed, axis) >> shifts) & 1 != 0
+
+
 class _Rewrite(_interpret.Override):
-    """Convolutions and max-pool derivatives rewritten; calls inlined; bodies
+    """Convolutions, max-pool derivatives and large ReLU masks rewritten; calls
+    inlined; bodies
     (loops, branches, checkpoints, custom derivatives) rebuilt only when they hold
     a convolution. One instance per traced function: it remembers the first-max
     index of each max pool whose derivative comes later."""
 
     def __init__(self, jaxpr=None):
         self.pool_operands = set() if jaxpr is None else _pool_operands(jaxpr)
+        self.predicates = set() if jaxpr is None else _predicates(jaxpr)
         self.first_max: dict[int, tuple] = {}
 
     def apply(self, eqn, invals):
@@ -473,6 +523,12 @@ class _Rewrite(_interpret.Override):
         if prim is lax.conv_general_dilated_p:
             out = _rewrite_conv(eqn, *invals)
             return None if out is None else [out]
+        if (
+            prim.name in _COMPARISONS
+            and eqn.outvars[0] in self.predicates
+            and eqn.outvars[0].aval.size >= PACKED_MASK_MIN_SIZE
+        ):
+            return [_packed(prim.bind(*invals, **eqn.params))]
         if (
             prim.name == "reduce_window_max"
             and eqn.invars[0] in self.pool_operands
