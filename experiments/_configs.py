@@ -31,10 +31,12 @@ CIFAR: dict[str, Any] = {
     "resize": 32,
 }
 
-#: The second CIFAR architecture of each paper's `cifar_resnet18` config (the `cifar`
-#: config with this model): the max-pool ResNet-18 trained in this project, its weights
-#: in the package (docs/models.md#trained-here), on the same CIFAR-10 test images.
+#: The other CIFAR architectures, each paper's `cifar_resnet18` and `cifar_vgg11_bn`
+#: configs (the `cifar` config with this model): the max-pool ResNet-18 and VGG-11
+#: trained in this project, their weights in the package
+#: (docs/models.md#trained-here), on the same CIFAR-10 test images.
 RESNET18: dict[str, Any] = {"model": "cifar_resnet18", "weights": "default"}
+VGG11: dict[str, Any] = {"model": "cifar_vgg11_bn", "weights": "default"}
 
 DEBUG: dict[str, Any] = {
     "model": "cifar_resnet20",

@@ -73,6 +73,7 @@ import os
 from collections.abc import Callable
 
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -484,7 +485,7 @@ def _predicates(jaxpr, found=None) -> set:
     jaxprs nested in it."""
     found = set() if found is None else found
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "select_n":
+        if eqn.primitive.name == "select_n" and isinstance(eqn.invars[0], jcore.Var):
             found.add(eqn.invars[0])
         for sub in _interpret.jaxprs_in(eqn):
             _predicates(sub, found)

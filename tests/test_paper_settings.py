@@ -481,13 +481,19 @@ def test_the_table_parser_and_comparison():
 
 
 @pytest.mark.parametrize("paper", sorted(CHECKS))
-def test_the_second_cifar_architecture_changes_only_the_model(paper):
-    """`cifar_resnet18` (and GNL's `cifar_maxpool`, which adds the described max-pool
-    rule as a second GNL method) are the `cifar` column with another model, so the
-    table's `cifar` column holds for them."""
+def test_the_other_cifar_architectures_change_only_the_model(paper):
+    """`cifar_resnet18` and `cifar_vgg11_bn` (GNL: `cifar_maxpool` and
+    `cifar_maxpool_vgg11`, which add the described max-pool rule as a second GNL
+    method) are the `cifar` column with another model, so the table's `cifar` column
+    holds for them; each paper has both trained max-pool nets."""
     configs = experiments.load(paper).CONFIGS
-    other = {"cifar_resnet18", "cifar_maxpool"} & set(configs)
-    assert other, f"{paper}: no config for the max-pool ResNet-18"
+    other = {
+        "cifar_resnet18",
+        "cifar_vgg11_bn",
+        "cifar_maxpool",
+        "cifar_maxpool_vgg11",
+    } & set(configs)
+    seen = set()
     for name in other:
         changed = {
             k
@@ -499,4 +505,6 @@ def test_the_second_cifar_architecture_changes_only_the_model(paper):
             changed,
         )
         models_of = configs[name].get("models", [configs[name].get("model")])
-        assert "cifar_resnet18" in models_of and configs[name]["weights"] == "default"
+        assert len(models_of) == 1 and configs[name]["weights"] == "default"
+        seen.update(models_of)
+    assert seen == {"cifar_resnet18", "cifar_vgg11_bn"}, (paper, seen)

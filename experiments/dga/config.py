@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18, VGG11
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -43,7 +43,8 @@ CONFIGS["cifar"] = {
     "step": 32,
     "batch_size": 64,
 }
-CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # other architectures
+CONFIGS["cifar_vgg11_bn"] = {**CONFIGS["cifar"], **VGG11}
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 8,

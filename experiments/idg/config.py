@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18, VGG11
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -56,7 +56,8 @@ CONFIGS["cifar"] = {
     "batch_size": 64,
     "agi": {"n_classes": 9, "max_iter": 20, "eps": 0.05, "from_original": True},
 }
-CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # other architectures
+CONFIGS["cifar_vgg11_bn"] = {**CONFIGS["cifar"], **VGG11}
 CONFIGS["debug"] = {
     **DEBUG,
     "n_steps": 8,

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18, VGG11
 from jaxattr.runs import Experiment
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -42,7 +42,8 @@ CONFIGS["cifar"] = {
     **CIFAR,
     "batch_size": 50,
 }
-CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # other architectures
+CONFIGS["cifar_vgg11_bn"] = {**CONFIGS["cifar"], **VGG11}
 CONFIGS["debug"] = {
     **DEBUG,
     "rules": ["riemann_right", "gausslegendre"],

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 import jaxattr
 from experiments import _common as c
-from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18
+from experiments._configs import CIFAR, DEBUG, LITE0, RESNET18, VGG11
 from jaxattr.runs import Experiment
 
 _AUPC_PAPER = {"kernel_size": 15, "num_regions": 30, "num_perturbs": 50}
@@ -61,7 +61,8 @@ CONFIGS["cifar"] = {
     "aupc": {**_AUPC_PAPER, "kernel_size": 4},
     "autvc": {**CONFIGS["default"]["autvc"], "min_size": 4},
 }
-CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # the second architecture
+CONFIGS["cifar_resnet18"] = {**CONFIGS["cifar"], **RESNET18}  # other architectures
+CONFIGS["cifar_vgg11_bn"] = {**CONFIGS["cifar"], **VGG11}
 CONFIGS["debug"] = {
     **DEBUG,
     "ig_steps": 4,

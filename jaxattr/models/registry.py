@@ -57,6 +57,10 @@ TRAINED: dict[str, tuple[str, str]] = {
         "cifar_resnet18-21829567.npz",
         "2182956731cb16a6a7912461fa0a4d66dd2561fef416f8bb54ce1a8feea27ada",
     ),
+    "cifar_vgg11_bn": (
+        "cifar_vgg11_bn-b0c34b51.npz",
+        "b0c34b519cc649929c69511d581bc0ecaad421c1b65985072ddf44b03260bbf7",
+    ),
 }
 
 
