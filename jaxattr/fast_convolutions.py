@@ -465,8 +465,8 @@ def _pool_operands(jaxpr, found=None) -> set:
 # ReLU masks. The derivative of `relu(x)` selects the gradient where `x > 0`; the
 # comparison is made in the forward pass, but XLA fuses it into the backward
 # pass's select, so `x` itself, four bytes per element, stays alive between them
-# (VGG-16's first layer at 8 images: 98 MB). Rewritten: a comparison that only
-# predicates `select_n`s, on at least `PACKED_MASK_MIN_SIZE` elements, is stored
+# (VGG-16's first layer at 8 images: 98 MB). Rewritten: a comparison that
+# predicates a `select_n`, on at least `PACKED_MASK_MIN_SIZE` elements, is stored
 # as bits (a reduction over a short axis, which XLA does not recompute in its
 # consumers) and unpacked where it is used. Same values.
 
@@ -475,7 +475,7 @@ _COMPARISONS = ("gt", "ge", "lt", "le")
 #: Fewest elements of a comparison that predicates `select_n`s (a ReLU's mask) for
 #: it to be kept as bits instead of recomputed from its float operand in the
 #: backward pass. 2**24: VGG-16's 224x224x64 layers at 8 images (XLA temporaries
-#: 763 -> 668 MB, 6 % slower); smaller ones saved memory at a cost in time
+#: 763 -> 667 MB, same time); smaller ones saved memory at a cost in time
 #: (ResNet-50 at 2**20: 488 -> 319 MB, 7 % slower; benchmarks/README.md).
 PACKED_MASK_MIN_SIZE = 1 << 24
 
