@@ -493,8 +493,9 @@ def _predicates(jaxpr, found=None) -> set:
 
 
 def _packed(mask):
-    """`mask` through one bit per element along its first axis of 2 to 32 elements
-    (a reduction, which XLA does not recompute inside its consumers)."""
+    """`mask` through one bit per element along its first axis (not the last) of 2
+    to 32 elements (a reduction, which XLA does not recompute inside its consumers);
+    `mask` itself where there is no such axis."""
     axis = next((a for a, n in enumerate(mask.shape[:-1]) if 2 <= n <= 32), None)
     if axis is None:
         return mask
@@ -509,10 +510,9 @@ def _packed(mask):
 
 class _Rewrite(_interpret.Override):
     """Convolutions, max-pool derivatives and large ReLU masks rewritten; calls
-    inlined; bodies
-    (loops, branches, checkpoints, custom derivatives) rebuilt only when they hold
-    a convolution. One instance per traced function: it remembers the first-max
-    index of each max pool whose derivative comes later."""
+    inlined; bodies (loops, branches, checkpoints, custom derivatives) rebuilt only
+    when they hold a convolution. One instance per traced function: it remembers the
+    first-max index of each max pool whose derivative comes later."""
 
     def __init__(self, jaxpr=None):
         self.pool_operands = set() if jaxpr is None else _pool_operands(jaxpr)
