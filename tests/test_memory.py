@@ -76,7 +76,9 @@ def test_relu_masks_kept_as_bits_lower_the_temporaries_and_keep_every_value(
     )
 
 
-@pytest.mark.parametrize("shape", [(8, 5, 3), (3, 1, 17, 4), (17, 2), (40, 6), (1, 7)])
+@pytest.mark.parametrize(
+    "shape", [(8, 5, 3), (3, 1, 17, 4), (12, 5), (17, 2), (40, 6), (1, 7)]
+)
 def test_packed_masks_unpack_to_the_same_booleans(shape):
     """Bits along the first axis of 2 to 32 elements (8, 16 or 32 per word), or the
     mask itself where there is none."""
