@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py idg [--config default] [--data imagenet-sample]
         [--limit 3] [--db PATH]      # run LIMIT images into a fresh database, then report
-    python benchmarks/throughput.py idg --from-db out/experiments/idg.sqlite
+    python benchmarks/throughput.py idg --from-db out/experiments/idg.sqlite [--jsonl]
                                      # report every run stored in a database
 
 A run writes, per (image, method), the explanation's seconds and each metric's seconds
@@ -84,8 +84,11 @@ def data_seconds(spec: str, size: int, resize: int | None, limit: int) -> float:
     return (time.perf_counter() - t) / max(n, 1)
 
 
-def report(db: Path, paper: str, wall: float | None = None) -> None:
-    """Print one JSON object per run (config hash) stored in `db`."""
+def report(
+    db: Path, paper: str, wall: float | None = None, one_line: bool = False
+) -> None:
+    """Print one JSON object per run (config hash) stored in `db`, indented or (with
+    `one_line`) one per line."""
     import jax
 
     from jaxattr.runs import store
@@ -114,7 +117,7 @@ def report(db: Path, paper: str, wall: float | None = None) -> None:
         }
         if wall is not None:
             out["run_wall_s"] = round(wall, 1)
-        print(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=None if one_line else 1))
 
 
 def main() -> None:
@@ -127,9 +130,10 @@ def main() -> None:
     p.add_argument(
         "--from-db", type=Path, default=None, help="report every run in this database"
     )
+    p.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     args = p.parse_args()
     if args.from_db is not None:
-        report(args.from_db, args.paper)
+        report(args.from_db, args.paper, one_line=args.jsonl)
         return
 
     from experiments.__main__ import run_paper
@@ -138,7 +142,7 @@ def main() -> None:
     t = time.perf_counter()
     run_paper(args.paper, args.config, data=args.data, limit=args.limit, db=db,
               report_dir=db.parent / "report", progress=False)  # fmt: skip
-    report(db, args.paper, wall=time.perf_counter() - t)
+    report(db, args.paper, wall=time.perf_counter() - t, one_line=args.jsonl)
 
 
 if __name__ == "__main__":

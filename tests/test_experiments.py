@@ -8,6 +8,7 @@ speed is measured in benchmarks/, never in timed tests.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -90,3 +91,50 @@ def test_configs_are_plain_json(paper):
     assert {"default", "debug"} <= set(configs)
     for name, config in configs.items():
         assert json.loads(json.dumps(config)) == config, (paper, name)
+
+
+def test_accelerator_script_runs_exports_and_packs_the_rows(tmp_path):
+    """`experiments/accelerator.sh` on CPU with GNL's debug config, in a copy of the
+    repository's `experiments/` and `benchmarks/` (its export writes there): the run
+    finishes inside its time, and the tarball holds the run's rows, which read back."""
+    import gzip
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    root = Path(experiments.__file__).resolve().parents[1]
+    results = root / "experiments" / "gnl" / "results"
+    repo = tmp_path / "repo"
+    for folder in ("experiments", "benchmarks"):
+        shutil.copytree(root / folder, repo / folder)
+    out = tmp_path / "out"
+    env = {**os.environ, "PAPERS": "gnl", "CONFIG": "debug", "DATA": "default"}
+    env["PYTHON"] = sys.executable
+    done = subprocess.run(
+        ["bash", str(repo / "experiments" / "accelerator.sh"), str(out), "600"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "devices:" in (out / "devices.txt").read_text()
+    with tarfile.open(out / "rows.tar.gz") as tar:
+        names = tar.getnames()
+        assert all(n.startswith("experiments/gnl/results") for n in names)
+        committed = {f"experiments/gnl/results/{p.name}" for p in results.iterdir()}
+        (new,) = [n for n in names if n.endswith(".csv.gz") and n not in committed]
+        rows = gzip.decompress(tar.extractfile(new).read()).decode().splitlines()
+    config, limit = resolve_config("gnl", "debug")
+    built = experiments.load("gnl").build(config)
+    exps = [built] if isinstance(built, Experiment) else list(built)
+    pairs = sum(len(e.methods) * len(e.metrics) for e in exps)
+    assert len(rows) == 1 + pairs * limit  # header + image x method x metric
+    report = [
+        json.loads(ln) for ln in (out / "throughput.jsonl").read_text().splitlines()
+    ]
+    assert [r["paper"] for r in report] == ["gnl"]
+    assert report[0]["images"] == limit and report[0]["images_per_hour"] > 0
