@@ -7,7 +7,8 @@ and without its expensive passes (`XLA_FLAGS`, set here before any computation, 
 `XLA_FLAGS` already names the level). The programs (XLA's HLO: fusion, layouts, the
 convolution rewrite) are the same as at the default level; only the machine code
 differs, within float rounding. Measured on a 2-core AVX2 CPU, 2026-12-03: the suite
-took 1 798 s at the default level, 1 493 s at level 0, but level 0 flips near-tied
+took 1 798 s at the default level and 1 370 s at level 1 (this setting); level 0
+(1 493 s with the test fixes of that day) flips near-tied
 rankings in two float32 tests (Guided IG against PAIR, DGA's masks) that level 1 keeps.
 """
 
