@@ -352,15 +352,17 @@ def _tiny_net(seed=0, channels=4):
 
 
 def _assert_close(got, want):
-    """Leaf by leaf; floats to 1e-5 relative, or 1e-6 of the largest value in `want`
-    (a leaf such as a completeness delta is a difference of values of that scale, so
-    its rounding is too)."""
+    """Leaf by leaf; floats to 1e-5 relative, or 1e-6 of the leaf's largest value; a
+    scalar leaf (a completeness delta: a difference of values of the whole result's
+    scale, rounded at that scale) to 1e-6 of the largest value in `want`."""
     leaves = [np.asarray(b) for b in jax.tree.leaves(want)]
-    scale = max(np.abs(b).max() for b in leaves if np.issubdtype(b.dtype, np.floating))
+    floats = [b for b in leaves if np.issubdtype(b.dtype, np.floating)]
+    scale = max(np.abs(b).max() for b in floats)
     for a, b in zip(jax.tree.leaves(got), leaves, strict=True):
         a = np.asarray(a)
         if np.issubdtype(b.dtype, np.floating):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
+            atol = 1e-6 * (scale if b.size == 1 else np.abs(b).max())
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)
         else:
             np.testing.assert_array_equal(a, b)
 
