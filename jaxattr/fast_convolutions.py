@@ -36,12 +36,15 @@ benchmarks/README.md:
   which XLA:CPU expands into a scatter with 32-bit index arrays of the input's
   size. The rewrite keeps the index of each window's first maximum (int8) from the
   forward pass and spreads the gradient through masked taps (same values, ties
-  to the first maximum as XLA and PyTorch). With the strips and the kernel
-  transforms at their use, VGG-16's IG in chunks of 8 needs 0.73 GB of XLA
-  temporaries instead of 2.0 GB (benchmarks/README.md).
+  to the first maximum as XLA and PyTorch), stored as the result of a reduction so
+  that XLA does not recompute it in the backward pass from the float input.
 * **ReLU masks.** XLA recomputes a ReLU's mask `x > 0` inside the backward pass,
   keeping the float `x` alive until then; masks of `PACKED_MASK_MIN_SIZE` (2**24)
-  elements or more are kept as bits instead (VGG-16 in chunks of 8: 0.67 GB).
+  elements or more are kept as bits instead.
+* **Order.** XLA:CPU drops `optimization_barrier` before it schedules, so the
+  strips are ordered by data dependencies (`_after`). With all of the above,
+  VGG-16's IG in chunks of 8 needs 0.48 GB of XLA temporaries instead of 2.0 GB
+  (benchmarks/README.md).
 
 `fast_convolutions(fn)` re-evaluates `fn`'s jaxpr with these rewrites
 (`jaxattr._interpret`), inlining `jit` calls and descending into every `while`,
@@ -216,12 +219,13 @@ def _is_winograd_3x3(lhs, rhs, params) -> bool:
 
 
 def _at_use(kernel, lhs):
-    """`(kernel, lhs)` behind an `optimization_barrier`, so that what is computed from
-    the kernel (a transposed copy, Winograd's transform) depends on the layer's input:
-    inside a loop XLA then computes it where it is used instead of hoisting it out of
-    the loop, where every layer's copy would stay alive for the whole loop (VGG-16,
-    IG in chunks of 8: 0.23 GB)."""
-    return lax.optimization_barrier((kernel, lhs))
+    """`kernel` behind an `optimization_barrier` with the layer's input `lhs`, so that
+    what is computed from it (a transposed copy, Winograd's transform) is not hoisted
+    out of a loop by XLA, where every layer's copy would stay alive for the whole loop
+    (VGG-16, IG in chunks of 8: 0.23 GB). (A data dependency on `lhs` instead, as
+    `_after`, also places it late inside the loop's body: 130 MB fewer temporaries
+    for VGG-16, but 12 % slower; benchmarks/README.md.)"""
+    return lax.optimization_barrier((kernel, lhs))[0]
 
 
 #: Most bytes that the transformed input and the 16 products of one strip of
@@ -279,14 +283,23 @@ def _winograd_tiles(x, u_kernel, params):
     return y.reshape(n, 2 * th, 2 * tw, y.shape[-1])
 
 
+def _after(value: jax.Array, index: int) -> jax.Array:
+    """`index`, as a traced integer computed from `value`: a slice at it reads only
+    once `value` is computed. XLA:CPU drops `optimization_barrier` before it
+    schedules (jaxlib 0.10.2), so only a data dependency orders two computations.
+    `v > inf` is false for every float, NaN included."""
+    probe = lax.slice(value, (0,) * value.ndim, (1,) * value.ndim).reshape(())
+    return index + (probe > jnp.inf).astype(jnp.int32)
+
+
 def _winograd_3x3(lhs, rhs, params, out_aval):
     """A 3x3 stride-1 convolution of channels-last `lhs` by Winograd F(2x2, 3x3), in
     strips of tile rows when the transformed tiles would be large
     (`WINOGRAD_STRIP_BYTES`): each strip's transforms and products are dead before
-    the next strip starts (an `optimization_barrier` orders them), and its output
-    is written into the result in place. The kernel's transform is made where it
+    the next strip starts (it reads its rows at an index computed from the previous
+    strip's output, `_after`), and its output is written into the result in place. The kernel's transform is made where it
     is used (`_at_use`)."""
-    rhs, lhs = _at_use(rhs, lhs)
+    rhs = _at_use(rhs, lhs)
     kernel = _kernel_to_hwio(rhs, params["dimension_numbers"].rhs_spec)
     (plo, _), (qlo, _) = params["padding"]  # the high pads follow from the tiles
     n, h, w, c_in = lhs.shape
@@ -294,11 +307,16 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
     th, tw = -(-ho // 2), -(-wo // 2)
     zero = jnp.zeros((), lhs.dtype)
 
-    def padded_rows(x, start, stop):
+    def padded_rows(x, start, stop, after=None):
         """Rows `[start, stop)` of `x` padded to the tiles' `[N, 2 th + 2, 2 tw +
-        2, C]` (only those rows are padded: no padded copy of the whole input)."""
+        2, C]` (only those rows are padded: no padded copy of the whole input);
+        read only once `after` is computed (`_after`)."""
         lo, hi = start - plo, stop - plo  # rows of x
-        part = lax.slice_in_dim(x, min(max(lo, 0), h), min(max(hi, 0), h), axis=1)
+        first, last = min(max(lo, 0), h), min(max(hi, 0), h)
+        if after is None:
+            part = lax.slice_in_dim(x, first, last, axis=1)
+        else:
+            part = lax.dynamic_slice_in_dim(x, _after(after, first), last - first, 1)
         rows = (max(-lo, 0), stop - start - max(-lo, 0) - part.shape[1], 0)
         cols = (qlo, 2 * tw + 2 - w - qlo, 0)
         return lax.pad(part, zero, [(0, 0, 0), rows, cols, (0, 0, 0)])
@@ -313,11 +331,11 @@ def _winograd_3x3(lhs, rhs, params, out_aval):
         bounds = np.linspace(0, th, strips + 1).round().astype(int)
         dtype = jnp.result_type(params["preferred_element_type"] or lhs.dtype)
         y = jnp.zeros((n, 2 * th, 2 * tw, c_out), dtype)
-        x = lhs
+        part = None
         for r0, r1 in itertools.pairwise(bounds):
-            part = _winograd_tiles(padded_rows(x, 2 * r0, 2 * r1 + 2), u_kernel, params)
-            y = lax.dynamic_update_slice_in_dim(y, part.astype(dtype), 2 * r0, 1)
-            x, y = lax.optimization_barrier((x, y))  # the next strip after this one
+            rows = padded_rows(lhs, 2 * r0, 2 * r1 + 2, after=part)
+            part = _winograd_tiles(rows, u_kernel, params).astype(dtype)
+            y = lax.dynamic_update_slice_in_dim(y, part, 2 * r0, 1)
     return y[:, :ho, :wo].astype(out_aval.dtype)
 
 
@@ -341,7 +359,7 @@ def _rewrite_conv(eqn, lhs, rhs):
     hwio = (n + 1, n, *range(n))
     if tuple(dn.rhs_spec) == hwio:
         return None
-    rhs, lhs = _at_use(rhs, lhs)
+    rhs = _at_use(rhs, lhs)
     rhs = lax.optimization_barrier(_kernel_to_hwio(rhs, dn.rhs_spec))
     canonical = lax.ConvDimensionNumbers(dn.lhs_spec, hwio, dn.out_spec)
     return eqn.primitive.bind(lhs, rhs, **dict(params, dimension_numbers=canonical))
@@ -381,7 +399,8 @@ def _pool_taps(x, params, fill, out_shape):
 
 def _first_max_index(x, y, params):
     """For each output of the max pool `y = reduce_window_max(x)`, the row-major
-    index of the first window tap equal to it (int8 up to 127 taps)."""
+    index of the first window tap equal to it (int8 up to 127 taps; 0 where none
+    is, a NaN), materialised: see `_materialised`."""
     n_taps = int(np.prod(params["window_dimensions"]))
     dtype = jnp.int8 if n_taps <= 127 else jnp.int32
     idx = jnp.zeros(y.shape, dtype)
@@ -392,7 +411,17 @@ def _first_max_index(x, y, params):
         seen = hit if seen is None else seen | hit
         if k:
             idx = jnp.where(first, jnp.asarray(k, dtype), idx)
-    return idx
+    return _materialised(idx)
+
+
+def _materialised(a: jax.Array) -> jax.Array:
+    """`a`, as the result of a reduction (a sum of `a` and zeros): XLA fuses an
+    elementwise result into its consumers, so a max pool's index computed for the
+    backward pass would be recomputed there from the pool's float input and output,
+    both then kept alive from the forward pass (VGG-16, IG in chunks of 8: 0.11 GB);
+    a reduction's result is stored. As fast as the comparisons alone (a minimum
+    over the stacked taps ran 30x slower on XLA:CPU)."""
+    return jnp.sum(jnp.stack([a, jnp.zeros_like(a)]), axis=0, dtype=a.dtype)
 
 
 def _tiled_pool_backward(source, operand_aval, idx, params):
@@ -539,7 +568,6 @@ class _Rewrite(_interpret.Override):
             (x,) = invals
             y = prim.bind(x, **eqn.params)
             idx = _first_max_index(x, y, eqn.params)
-            y, idx = lax.optimization_barrier((y, idx))  # x is dead after this
             self.first_max[id(x)] = (x, idx)
             return [y]
         if (

@@ -244,7 +244,9 @@ def test_winograd_in_strips_equals_the_convolution(monkeypatch, budget):
     assert fc._winograd_strips(2, 7, 6, 8, 5, 4) == (7 if budget == 1 else 4)
     names = _primitives(conv, x, w)
     assert "conv_general_dilated" not in names
-    assert names.count("optimization_barrier") >= 3
+    # each strip after the first reads its rows at an index computed from the
+    # previous strip's output (the order; tests/test_memory.py checks the memory)
+    assert names.count("dynamic_slice") >= (6 if budget == 1 else 3)
     np.testing.assert_allclose(
         jax.jit(fast_convolutions(conv))(x, w), conv(x, w), rtol=1e-5, atol=2e-5
     )
