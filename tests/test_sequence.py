@@ -82,6 +82,14 @@ def tiny_model(per_token: bool = False, vocab_size: int = 11):
     return module, variables, tokens[0]
 
 
+def explain(fn, tokens, *args, **kwargs):
+    """``sequence.token_attributions`` compiled as one program (called eagerly, its
+    few hundred small operations compile one by one: 15-40 s per test on CPU)."""
+    return jax.jit(lambda t: sequence.token_attributions(fn, t, *args, **kwargs))(
+        tokens
+    )
+
+
 def with_embedding_rows(variables, rows):
     """The same model with its token-embedding table replaced by ``rows`` [V, D]: the
     model evaluated at another embedding, computed without cutting it."""
@@ -244,7 +252,7 @@ def test_deletion_curves_remove_tokens_in_score_order():
 def test_completeness_for_each_baseline(baseline):
     module, variables, tokens = tiny_model()
     table = variables["params"]["embed"]["embedding"]
-    result = sequence.token_attributions(
+    result = explain(
         lambda t: module.apply(variables, t), tokens, 2, baseline=baseline, mask_id=1
     )
     reference = {
@@ -269,18 +277,18 @@ def test_baselines_as_token_ids_or_embeddings_agree_with_the_names():
     module, variables, tokens = tiny_model()
     fn = jax.tree_util.Partial(module.apply, variables)
     table = variables["params"]["embed"]["embedding"]
-    pad = sequence.token_attributions(fn, tokens, 0)
-    ids = sequence.token_attributions(fn, tokens, 0, baseline=jnp.zeros(8, jnp.int32))
-    rows = sequence.token_attributions(fn, tokens, 0, baseline=table[0])
+    pad = explain(fn, tokens, 0)
+    ids = explain(fn, tokens, 0, baseline=jnp.zeros(8, jnp.int32))
+    rows = explain(fn, tokens, 0, baseline=table[0])
     np.testing.assert_allclose(pad.scores, ids.scores, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(pad.scores, rows.scores, rtol=1e-6, atol=1e-7)
     # A callable target picks the class at the tokens; a traced target works under jit.
     top = int(jnp.argmax(fn(tokens[None])[0]))
-    by_argmax = sequence.token_attributions(fn, tokens, jnp.argmax)
+    by_argmax = explain(fn, tokens, jnp.argmax)
     traced = jax.jit(lambda t, c: sequence.token_attributions(fn, t, c).scores)(
         tokens, top
     )
-    direct = sequence.token_attributions(fn, tokens, top)
+    direct = explain(fn, tokens, top)
     np.testing.assert_allclose(by_argmax.scores, direct.scores, rtol=1e-6)
     np.testing.assert_allclose(traced, direct.scores, rtol=1e-5, atol=1e-6)
 
@@ -295,7 +303,7 @@ def test_another_path_method_and_the_softmax_output():
             with_embedding_rows(variables, table[:1] + 0 * table), tokens[None]
         )[0]
     )
-    result = sequence.token_attributions(
+    result = explain(
         fn,
         tokens,
         1,
@@ -308,7 +316,7 @@ def test_another_path_method_and_the_softmax_output():
     # softmax at the tokens and at the pad embedding.
     np.testing.assert_allclose(result.delta, result.scores.sum() - gap, atol=1e-5)
     assert abs(float(result.delta)) < 0.25 * abs(float(gap))
-    ig = sequence.token_attributions(fn, tokens, 1, output="softmax")
+    ig = explain(fn, tokens, 1, output="softmax")
     np.testing.assert_allclose(ig.scores.sum(), gap, rtol=1e-4, atol=1e-6)
     assert not np.allclose(ig.scores, result.scores)
 
@@ -324,7 +332,7 @@ def test_per_position_target_of_a_sequence_output():
     out = fn(tokens[None])
     results = []
     for position in (1, 3):
-        r = sequence.token_attributions(fn, tokens, 2, position=position)
+        r = explain(fn, tokens, 2, position=position)
         gap = out[0, position, 2] - out_pad[0, position, 2]
         np.testing.assert_allclose(r.scores.sum(), gap, rtol=1e-4, atol=1e-5)
         results.append(r.scores)
