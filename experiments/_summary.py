@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import experiments
+from jaxattr.runs.report import format_p
 
 ROOT = Path(__file__).resolve().parent
 BEGIN = (
@@ -149,14 +150,10 @@ def summary_markdown(papers: Iterable[str] | None = None) -> str:
             lines.append(
                 f"| {v['paper']} | `{v['experiment']}-{v['config_hash']}` | "
                 f"{v['comparison']} | {v['metric']} | {better} | {_g(v['mean_diff'])} "
-                f"[{_g(v['ci_low'])}, {_g(v['ci_high'])}] | {_p(v['p_t'])} | "
-                f"{_p(v['p_wilcoxon'])} | {v['n']} | {v['outcome']} |"
+                f"[{_g(v['ci_low'])}, {_g(v['ci_high'])}] | {format_p(v['p_t'])} | "
+                f"{format_p(v['p_wilcoxon'])} | {v['n']} | {v['outcome']} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def _p(x: float) -> str:
-    return "nan" if math.isnan(x) else f"{x:.2g}"
 
 
 def update_readme(text: str, path: Path | None = None) -> bool:

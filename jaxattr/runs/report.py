@@ -223,8 +223,12 @@ def paired(
     return out
 
 
-def _p(x: float) -> str:
-    return "nan" if math.isnan(x) else f"{x:.2g}"
+def format_p(x: float) -> str:
+    """A p-value for a table: two significant digits; one that underflowed to 0 in
+    float64 is written `<1e-300`, not as a p of exactly zero."""
+    if math.isnan(x):
+        return "nan"
+    return "<1e-300" if x == 0 else f"{x:.2g}"
 
 
 def markdown_paired(
@@ -250,7 +254,7 @@ def markdown_paired(
         lines.append(
             f"| {p['method']} | {p['metric']} | {arrow[p['higher_is_better']]} | "
             f"{_fmt(p['mean_diff'])} [{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] | "
-            f"{p['n']} | {_p(p['p_t'])} | {_p(p['p_wilcoxon'])} | {p['favours']} |"
+            f"{p['n']} | {format_p(p['p_t'])} | {format_p(p['p_wilcoxon'])} | {p['favours']} |"
         )
     note = (
         f"Difference = method - {reference} per image, on the images both have (finite "

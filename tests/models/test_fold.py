@@ -179,7 +179,9 @@ def test_fullgrad_uses_the_unfolded_model():
 
     ref = explain(model, model.variables)
     out = explain(folded, folded.variables)
-    np.testing.assert_allclose(out.attributions, ref.attributions, rtol=1e-6)
+    # Two compiled programs: float rounding only (merged biases would move the bias
+    # maps by O(1), since |b1 g| + |b2 g| != |(b1 + b2) g|).
+    np.testing.assert_allclose(out.attributions, ref.attributions, rtol=1e-5)
     assert jax.tree.structure(out.aux["bias_terms"]) == jax.tree.structure(
         ref.aux["bias_terms"]
     )

@@ -12,7 +12,13 @@ import pytest
 from jaxattr import viz
 from jaxattr.runs import ResultStore, mean_ci, report, run
 from jaxattr.runs.__main__ import main
-from jaxattr.runs.report import grid_figure, markdown_table, mean_curves, summarise
+from jaxattr.runs.report import (
+    format_p,
+    grid_figure,
+    markdown_table,
+    mean_curves,
+    summarise,
+)
 from tests.runs.common import make_examples, tiny_experiment
 
 T975 = {
@@ -210,3 +216,13 @@ def test_report_does_not_write_to_the_db(db, tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE t (x)")
     with pytest.raises(ValueError, match="not a jaxattr.runs database"):
         report(other, tmp_path)
+
+
+def test_p_values_that_underflowed_are_not_written_as_zero():
+    from scipy import stats
+
+    p = stats.ttest_1samp(np.full(2000, 0.01) + np.arange(2000) * 1e-9, 0.05).pvalue
+    assert p == 0.0  # float64 underflow: the case the format exists for
+    assert format_p(p) == "<1e-300"
+    assert format_p(0.0123) == "0.012" and format_p(math.nan) == "nan"
+    assert format_p(5e-324) == "4.9e-324"
