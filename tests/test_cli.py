@@ -25,6 +25,25 @@ FAST = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def resnet8(monkeypatch):
+    """`--model cifar_resnet20 --weights random` (FAST) builds a ResNet-8 here (one
+    block per stage): these tests check the command's plumbing, and the smaller network
+    compiles in about two thirds of the time."""
+    load = models.load
+
+    def small(name, weights="default", **kwargs):
+        if (
+            name == "cifar_resnet20"
+            and isinstance(weights, str)
+            and weights == "random"
+        ):
+            kwargs.setdefault("blocks_per_stage", 1)
+        return load(name, weights, **kwargs)
+
+    monkeypatch.setattr(models, "load", small)
+
+
 @pytest.fixture
 def photos(tmp_path):
     folder = tmp_path / "photos"

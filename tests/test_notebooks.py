@@ -337,7 +337,10 @@ def tiny_env(monkeypatch, request):
     # CI time is XLA compile time: cheaper CPU code generation, and a persistent
     # compilation cache in pytest's cache folder (reruns skip the compiles).
     flags = os.environ.get("XLA_FLAGS", "")
-    fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    fast = (
+        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        " --xla_cpu_use_fusion_emitters=false"
+    )
     monkeypatch.setenv("XLA_FLAGS", f"{flags} {fast}".strip())
     cache = request.config.cache.mkdir("jax-compilation-cache-notebooks")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
