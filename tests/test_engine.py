@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxattr import engine, quadrature
+from tests.conftest import PRODUCT_COMPILE
 
 
 @pytest.mark.parametrize("batch_size", [None, 1, 3, 4, 10, 99])
@@ -82,7 +83,9 @@ def _temp_bytes(n_steps, batch_size):
         )
 
     x = jnp.ones((32, 32, 3))
-    return jax.jit(explain).lower(x).compile().memory_analysis().temp_size_in_bytes
+    return (
+        jax.jit(explain).lower(x).compile(PRODUCT_COMPILE).memory_analysis()
+    ).temp_size_in_bytes
 
 
 def test_memory_grows_with_the_chunk_not_with_the_steps():

@@ -14,6 +14,7 @@ import pytest
 
 import jaxattr
 from jaxattr.models import loading, vgg
+from tests.conftest import PRODUCT_COMPILE
 
 pytestmark = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="the rewrite applies on the CPU backend"
@@ -36,7 +37,7 @@ def _compiled(n_steps, batch_size, size=32):
         )
 
     x = jnp.asarray(np.random.default_rng(0).uniform(size=(size, size, 3)), jnp.float32)
-    return jax.jit(explain).lower(variables, x).compile()
+    return jax.jit(explain).lower(variables, x).compile(PRODUCT_COMPILE)
 
 
 def test_vgg_memory_grows_with_the_chunk_not_with_the_steps():
@@ -64,7 +65,7 @@ def test_relu_masks_kept_as_bits_lower_the_temporaries_and_keep_every_value(
             f = jaxattr.scalar_output(lambda z: module.apply(variables, z), 1)
             return jaxattr.integrated_gradients(f, x, n_steps=16, batch_size=4)
 
-        return jax.jit(explain).lower(variables, x).compile()
+        return jax.jit(explain).lower(variables, x).compile(PRODUCT_COMPILE)
 
     plain = compiled()
     monkeypatch.setattr(jaxattr.fast_convolutions, "PACKED_MASK_MIN_SIZE", 1)
@@ -89,7 +90,13 @@ def test_packed_masks_unpack_to_the_same_booleans(shape):
 
 
 def _temp_bytes(fn, *args) -> int:
-    return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+    return (
+        jax.jit(fn)
+        .lower(*args)
+        .compile(PRODUCT_COMPILE)
+        .memory_analysis()
+        .temp_size_in_bytes
+    )
 
 
 def _conv(x, w):
