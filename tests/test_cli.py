@@ -33,11 +33,7 @@ def resnet8(monkeypatch):
     load = models.load
 
     def small(name, weights="default", **kwargs):
-        if (
-            name == "cifar_resnet20"
-            and isinstance(weights, str)
-            and weights == "random"
-        ):
+        if name == "cifar_resnet20" and weights == "random":
             kwargs.setdefault("blocks_per_stage", 1)
         return load(name, weights, **kwargs)
 
